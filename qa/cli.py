@@ -1,0 +1,104 @@
+"""The `qa` command: a thin shell over the library. Heavy imports happen inside
+the subcommands, so `qa --help` stays instant."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+
+from .errors import QAError
+
+
+def _settings(args):
+    from .settings import Settings
+
+    overrides = {}
+    if getattr(args, "model", None):
+        overrides["model"] = args.model
+    if getattr(args, "corpus", None):
+        overrides["corpus_dir"] = args.corpus
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    return Settings(**overrides)
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+# ------------------------------------------------------------------ chunks
+def cmd_chunks(args) -> int:
+    from .chunking import chunk_document
+    from .corpus import load_corpus
+
+    settings = _settings(args)
+    docs = load_corpus(settings.corpus_dir)
+    if args.doc:
+        docs = [d for d in docs if d.doc_id == args.doc]
+        if not docs:
+            raise QAError(f"unknown document '{args.doc}' (see `qa chunks --stats` for the ids)")
+    per_doc = [(d, chunk_document(d)) for d in docs]
+    if args.stats:
+        _print_stats(per_doc)
+        return 0
+    for doc, chunks in per_doc:
+        for c in chunks:
+            if args.json:
+                _print_json(c.to_dict())
+            else:
+                print(f"── {c.id}  [{c.start}:{c.end}]  ¶{c.paragraph}  {len(c.text)} chars")
+                print(f"   {c.title} › {c.section}" if c.section else f"   {c.title}")
+                print("   " + c.text.replace("\n", "\n   "))
+                print()
+    return 0
+
+
+def _print_stats(per_doc) -> None:
+    lengths = []
+    print(f"{'doc_id':24} {'chunks':>6} {'min':>5} {'median':>6} {'max':>5}  title")
+    for doc, chunks in per_doc:
+        ls = sorted(len(c.text) for c in chunks)
+        lengths += ls
+        print(f"{doc.doc_id:24} {len(ls):6d} {ls[0]:5d} {ls[len(ls) // 2]:6d} {ls[-1]:5d}  {doc.title}")
+    ls = sorted(lengths)
+    print(f"{'all':24} {len(ls):6d} {ls[0]:5d} {ls[len(ls) // 2]:6d} {ls[-1]:5d}")
+    buckets = Counter(min(n // 100, 5) for n in ls)
+    print("length distribution (chars):")
+    for b in range(6):
+        label = f"{b * 100:3d}-{b * 100 + 99:3d}" if b < 5 else "500+   "
+        n = buckets.get(b, 0)
+        print(f"  {label} {n:4d} {'█' * (n * 60 // max(1, len(ls)))}")
+
+
+# -------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qa", description="Cited-passage Q&A over Chinese education policy documents.")
+    p.add_argument("--corpus", help="folder of .txt documents (default: the seeds)")
+    p.add_argument("--data-dir", help="where indexes and the built model live (env QA_DATA_DIR)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("chunks", help="list the cited chunks of the corpus")
+    c.add_argument("--doc", help="only this doc_id")
+    c.add_argument("--json", action="store_true", help="one JSON object per line")
+    c.add_argument("--stats", action="store_true", help="per-document counts and length distribution")
+    c.set_defaults(func=cmd_chunks)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except QAError as e:
+        print(f"qa: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

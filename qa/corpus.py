@@ -1,0 +1,339 @@
+"""Load policy documents and clean them without losing the way back.
+
+Cleaning only ever *removes* characters of the original file; every kept
+character remembers its original offset (see `Mapped`). What was removed is
+recorded as `Removed` spans with a reason, so tests can check that every
+non-space character of a file is either cited by a chunk or removed for a
+stated reason.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import QAError
+from .text import Mapped, squash
+
+
+class CorpusError(QAError):
+    """A document that cannot be read as text; the message says why and names the file."""
+
+
+@dataclass(frozen=True)
+class Removed:
+    start: int
+    end: int
+    kind: str  # cruft | bookmark | page_number | notice_header | cc | byline | title
+
+
+@dataclass(frozen=True)
+class Part:
+    """One article of a document (a file may hold several)."""
+
+    title: str
+    paragraphs: tuple[Mapped, ...]
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str
+    text: str  # the original decoded file text; citations index this
+    title: str
+    region: str | None
+    city: str | None
+    years: tuple[int, ...]
+    kind: str
+    parts: tuple[Part, ...]
+    removed: tuple[Removed, ...] = field(repr=False)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def meta(self) -> dict:
+        return {
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "region": self.region,
+            "city": self.city,
+            "years": list(self.years),
+            "kind": self.kind,
+        }
+
+
+# ---------------------------------------------------------------- patterns
+# Whole lines that are web-page furniture, never document content.
+CRUFT_LINE = re.compile(
+    r"^\s*(?:当前位置\s*[:：]"
+    r"|.*(?:时间|发布时间)\s*[:：].*来源\s*[:：]"
+    r"|来源\s*[:：].*(?:发布时间|字体|浏览|点击|累计)"
+    r"|.*由会员分享.*"
+    r"|.*(?:分享到|打印本页|关闭窗口|【字体|字体\s*[:：]\s*[\[【]).*"
+    r")"
+)
+BOOKMARK = re.compile(r"\[bookmark:[^\]\n]*\]")
+CC_LINE = re.compile(r"^\s*抄\s*送\s*[:：]")
+DOC_NUMBER = re.compile(r"[〔\[［(（]\s*(?:19|20)\d{2}\s*[〕\]］)）]\s*\d+\s*号")
+TRANSMITTAL = re.compile(r"关于印发《(.+?)》的通知")
+SHARED_TITLE = re.compile(r"《(.+?)(?:\.docx?|\.pdf|\.wps)?》由会员分享")
+PAGE_PREFIX = re.compile(r"^(\d{1,3})、")
+BYLINE = re.compile(r"^\s*\S{2,24}(?:局|委员会|委|政府|办公室|中心)\s*$")
+ARTICLE_TITLE = re.compile(r"^\s*(\S{4,40}?)(\d{1,2})\s*$")
+HEADING_START = re.compile(
+    r"^\s*(?:[一二三四五六七八九十]+、|[（(][一二三四五六七八九十\d]+[）)]|\d{1,2}\s?[、.．]|[①-⑳])"
+)
+TITLE_SUFFIX = re.compile(r"^[（(][^）)]{1,8}[）)]")
+
+KINDS = ("工作意见", "专项规划", "工作要点", "工作计划", "实施方案", "通知", "规划", "意见", "要点", "计划")
+FIVE_YEAR = {"十三五": (2016, 2020), "十四五": (2021, 2025), "十五五": (2026, 2030)}
+
+
+# ------------------------------------------------------------------ loading
+def decode(data: bytes, name: str) -> str:
+    if not data.strip():
+        raise CorpusError(f"{name}: the file is empty")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorpusError(
+            f"{name}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}); save it as UTF-8"
+        ) from None
+    if "\x00" in text:
+        raise CorpusError(f"{name}: looks like a binary file (NUL bytes), not text")
+    return text
+
+
+def load_document(path: str | Path, doc_id: str | None = None) -> Document:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CorpusError(f"{path}: cannot be read ({e.strerror})") from None
+    return parse_document(decode(data, path.name), doc_id or path.stem)
+
+
+def load_corpus(directory: str | Path) -> list[Document]:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CorpusError(f"{directory}: corpus folder not found")
+    files = sorted(p for p in directory.iterdir() if p.suffix in (".txt", ".md") and p.is_file())
+    if not files:
+        raise CorpusError(f"{directory}: no .txt documents in the corpus folder")
+    return [load_document(p) for p in files]
+
+
+# ----------------------------------------------------------------- cleaning
+def _lines(text: str) -> list[Mapped]:
+    out = []
+    for m in re.finditer(r"[^\n]*", text):
+        if m.start() == m.end() and m.start() > 0 and text[m.start() - 1] != "\n":
+            continue  # finditer's empty match right after a line
+        a, b = m.start(), m.end()
+        out.append(Mapped(text[a:b], tuple(range(a, b))))
+    return out
+
+
+def _drop(line: Mapped, pattern: re.Pattern, kind: str, removed: list[Removed]) -> Mapped:
+    keep_text, keep_offs = [], []
+    pos = 0
+    for m in pattern.finditer(line.text):
+        keep_text.append(line.text[pos : m.start()])
+        keep_offs.extend(line.offsets[pos : m.start()])
+        removed.append(Removed(line.offsets[m.start()], line.offsets[m.end() - 1] + 1, kind))
+        pos = m.end()
+    if pos == 0:
+        return line
+    keep_text.append(line.text[pos:])
+    keep_offs.extend(line.offsets[pos:])
+    return Mapped("".join(keep_text), tuple(keep_offs))
+
+
+def _remove_line(line: Mapped, kind: str, removed: list[Removed]) -> None:
+    s = line.strip()
+    if len(s):
+        removed.append(Removed(s.start, s.end, kind))
+
+
+def parse_document(text: str, doc_id: str) -> Document:
+    removed: list[Removed] = []
+    lines = [_drop(l, BOOKMARK, "bookmark", removed) for l in _lines(text)]
+    shared_title = None
+
+    # 1. web-page furniture, and a share-site line that names the document
+    kept: list[Mapped] = []
+    for l in lines:
+        if CRUFT_LINE.match(l.text):
+            m = SHARED_TITLE.search(l.text)
+            shared_title = shared_title or (m and m.group(1))
+            _remove_line(l, "cruft", removed)
+        else:
+            kept.append(l)
+    lines = kept
+
+    # 2. 抄送 block: the line and its continuation lines up to the next blank line
+    kept, in_cc = [], False
+    for l in lines:
+        if CC_LINE.match(l.text):
+            in_cc = True
+        elif in_cc and not l.text.strip():
+            in_cc = False
+        if in_cc:
+            _remove_line(l, "cc", removed)
+        else:
+            kept.append(l)
+    lines = kept
+
+    # 3. an official notice wrapping the real document: drop everything up to the attached title
+    nonempty = [l for l in lines if l.text.strip()]
+    header_text = squash("".join(l.text for l in nonempty[:12]))
+    notice = TRANSMITTAL.search(header_text)
+    if notice and (nonempty[0].text.strip().endswith("文件") or DOC_NUMBER.search(header_text)):
+        target = squash(notice.group(1))
+        idx = next(
+            (i for i, l in enumerate(lines) if squash(l.text) == target and i > lines.index(nonempty[0])),
+            None,
+        )
+        if idx is not None:
+            for l in lines[:idx]:
+                _remove_line(l, "notice_header", removed)
+            lines = lines[idx:]
+
+    # 4. a docx export with a page number at the start of every line: join the pages back
+    nonempty = [l for l in lines if l.text.strip()]
+    numbered = 0
+    for l in nonempty:
+        m = PAGE_PREFIX.match(l.text)
+        if m and int(m.group(1)) == numbered + 1:
+            numbered += 1
+    paginated = numbered >= 5 and numbered >= 0.8 * len(nonempty)
+    if paginated:
+        expected, pieces = 1, []
+        for l in nonempty:
+            m = PAGE_PREFIX.match(l.text)
+            if m and int(m.group(1)) == expected:
+                removed.append(Removed(l.offsets[0], l.offsets[m.end() - 1] + 1, "page_number"))
+                l = l[m.end() :]
+                expected += 1
+            pieces.append(l)
+        lines = [Mapped.join(pieces, sep="")]
+
+    # 5. several articles in one file: short lines "<same stem>1", "<same stem>2", ...
+    stems: dict[str, list[int]] = {}
+    for i, l in enumerate(lines):
+        m = ARTICLE_TITLE.match(l.text)
+        if m and not HEADING_START.match(l.text):
+            stems.setdefault(m.group(1), []).append(i)
+    article_starts: list[int] = []
+    collection_title = None
+    for stem, idxs in stems.items():
+        nums = [int(ARTICLE_TITLE.match(lines[i].text).group(2)) for i in idxs]
+        if len(idxs) >= 2 and nums == list(range(1, len(nums) + 1)):
+            article_starts, collection_title = idxs, stem
+            break
+    if article_starts:
+        for l in lines[: article_starts[0]]:  # the page's own title, above the first article
+            _remove_line(l, "cruft", removed)
+        bounds = article_starts + [len(lines)]
+        groups = [lines[bounds[i] : bounds[i + 1]] for i in range(len(article_starts))]
+    else:
+        groups = [lines]
+
+    parts = [_make_part(g, shared_title, removed) for g in groups]
+    parts = [p for p in parts if p.paragraphs]
+    if not parts:
+        raise CorpusError(f"{doc_id}: no text left after removing page furniture")
+    title = collection_title or parts[0].title or doc_id
+    region, city = _region(title, text)
+    return Document(
+        doc_id=doc_id,
+        text=text,
+        title=title,
+        region=region,
+        city=city,
+        years=_years(title, text),
+        kind=_kind(title),
+        parts=tuple(parts),
+        removed=tuple(sorted(removed, key=lambda r: r.start)),
+    )
+
+
+def _make_part(lines: list[Mapped], shared_title: str | None, removed: list[Removed]) -> Part:
+    paras = [l.strip() for l in lines]
+    paras = [p for p in paras if len(p)]
+    title = ""
+    if paras:
+        first = paras[0]
+        looks_like_title = (
+            len(first) <= 60
+            and not HEADING_START.match(first.text)
+            and not re.search(r"[。；;，,：:]$", first.text)
+            and "。" not in first.text
+        )
+        if looks_like_title:
+            title = first.text
+            removed.append(Removed(first.start, first.end, "title"))
+            paras = paras[1:]
+            if paras and len(paras[0]) <= 24 and BYLINE.match(paras[0].text):
+                removed.append(Removed(paras[0].start, paras[0].end, "byline"))
+                paras = paras[1:]
+        elif shared_title and squash(first.text).startswith(squash(shared_title)):
+            # the title runs into the body text (joined pages): cut it off, with a "(要点)" suffix
+            n = _prefix_len(first.text, shared_title)
+            m = TITLE_SUFFIX.match(first.text[n:])
+            if m:
+                n += m.end()
+            title = first.text[:n].strip()
+            removed.append(Removed(first.start, first.offsets[n - 1] + 1, "title"))
+            paras[0] = first[n:].strip()
+    if not title and shared_title:
+        title = shared_title
+    return Part(title=title, paragraphs=tuple(p for p in paras if len(p)))
+
+
+def _prefix_len(text: str, prefix: str) -> int:
+    """Length of the shortest prefix of `text` whose squashed form equals squash(prefix)."""
+    want = squash(prefix)
+    got = ""
+    for i, ch in enumerate(text):
+        if not ch.isspace():
+            got += ch
+        if got == want:
+            return i + 1
+    return 0
+
+
+# ------------------------------------------------------------------ metadata
+def _region(title: str, text: str) -> tuple[str | None, str | None]:
+    region = None
+    for m in re.finditer(r"([\u4e00-\u9fff]{2})区", title):
+        name = m.group(1)
+        if "某" in name:
+            return None, None  # deliberately unnamed district
+        region = name.removeprefix("市") + "区"
+        break
+    if region is None:
+        return None, None
+    city = re.search(r"([\u4e00-\u9fff]{2})市" + region, title) or re.search(
+        r"([\u4e00-\u9fff]{2})市" + region, text
+    )
+    return region, (city.group(1) + "市") if city else None
+
+
+def _years(title: str, text: str) -> tuple[int, ...]:
+    m = re.search(r"((?:19|20)\d{2})\s*[—–\-－~至]+\s*((?:19|20)\d{2})", title)
+    if m:
+        return tuple(range(int(m.group(1)), int(m.group(2)) + 1))
+    for plan, (a, b) in FIVE_YEAR.items():
+        if plan in title:
+            return tuple(range(a, b + 1))
+    years = sorted({int(y) for y in re.findall(r"((?:19|20)\d{2})年", title)})
+    return tuple(years)
+
+
+def _kind(title: str) -> str:
+    for k in KINDS:
+        if k in title:
+            return k
+    return "其他"

