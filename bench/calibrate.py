@@ -19,7 +19,13 @@ from qa.settings import Settings
 
 
 def main() -> None:
-    files = sys.argv[1:] or default_files()
+    args = sys.argv[1:]
+    budget_arg = None
+    if "--budget" in args:
+        i = args.index("--budget")
+        budget_arg = int(args[i + 1])
+        del args[i : i + 2]
+    files = args or default_files()
     qs = [q for f in files for q in load_questions(f)]
     svc = Service.load(Settings())
     feats = []
@@ -29,7 +35,7 @@ def main() -> None:
     cos = np.array([f[0] for f in feats])
     unk = np.array([f[1] for f in feats])
     none = np.array([f[2] for f in feats])
-    budget = max(1, round(2 * (~none).sum() / 50))
+    budget = budget_arg if budget_arg is not None else max(1, round(2 * (~none).sum() / 50))
     best = None
     for floor, c, u in itertools.product(np.arange(0.80, 0.87, 0.0025), np.arange(0.84, 0.90, 0.0025), np.arange(0.1, 0.9, 0.05)):
         na = (cos < floor) | ((cos < c) & (unk >= u))

@@ -26,7 +26,7 @@ from .errors import QAError
 from .records import Chunk
 
 INDEX_VERSION = "2"
-EMBED_TEMPLATE = "{title} {section}\n{text}"  # what is embedded; the chunk alone is returned
+EMBED_TEMPLATE = "{text}"  # what is embedded (heading context measured: it hurt, see README)
 WINDOW = 120  # sentence windows inside a chunk, embedded too: a chunk scores by its best window
 
 
@@ -34,8 +34,8 @@ class IndexError_(QAError):
     status = 503
 
 
-def embed_text(chunk: Chunk, template: str = EMBED_TEMPLATE) -> str:
-    return template.format(title=chunk.title, section=chunk.section, text=chunk.text)
+def embed_text(chunk: Chunk, template: str | None = None) -> str:
+    return (template or EMBED_TEMPLATE).format(title=chunk.title, section=chunk.section, text=chunk.text)
 
 
 def windows(chunk: Chunk, width: int = WINDOW) -> list[str]:

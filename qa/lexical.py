@@ -14,6 +14,7 @@ from pathlib import Path
 DATA = Path(__file__).parent / "data"
 _lock = threading.Lock()
 _ready = False
+USE_USERDICT = True  # switched off only by the ablation benchmark
 _WORD = re.compile(r"[\u4e00-\u9fff]|[a-z0-9]", re.I)
 
 
@@ -22,7 +23,7 @@ def stopwords() -> frozenset[str]:
     return frozenset(w.strip() for w in (DATA / "stopwords.txt").read_text(encoding="utf-8").split() if w.strip())
 
 
-def _jieba(use_userdict: bool = True):
+def _jieba():
     global _ready
     import jieba
 
@@ -30,7 +31,7 @@ def _jieba(use_userdict: bool = True):
         if not _ready:
             jieba.setLogLevel(60)
             jieba.initialize()
-            if use_userdict:
+            if USE_USERDICT:
                 jieba.load_userdict(str(DATA / "userdict.txt"))
             _ready = True
     return jieba

@@ -30,10 +30,11 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     max_question_chars: int = 500
     max_body_bytes: int = 64 * 1024
+    index_name: str = Field(default="index", description="folder under data_dir holding the index generations")
 
     @property
     def index_dir(self) -> Path:
-        return self.data_dir / "index"
+        return self.data_dir / self.index_name
 
     @property
     def models_dir(self) -> Path:
