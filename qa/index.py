@@ -24,6 +24,7 @@ from .chunking import CHUNKER_VERSION, chunk_document
 from .corpus import Document, load_corpus
 from .errors import QAError
 from .records import Chunk
+from .text import file_sha256 as _sha256
 
 INDEX_VERSION = "2"
 EMBED_TEMPLATE = "{text}"  # what is embedded (heading context measured: it hurt, see README)
@@ -61,13 +62,6 @@ def corpus_hash(docs: list[Document]) -> str:
         h.update(d.doc_id.encode() + b"\0" + d.sha256.encode() + b"\0")
     return h.hexdigest()
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

@@ -104,3 +104,14 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
         else:
             out.append((a, b))
     return out
+
+
+def file_sha256(path) -> str:
+    """Checksum of a file, read in 1 MiB blocks (manifests of the model cache and the index)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
