@@ -62,6 +62,15 @@ def test_invalid_json_and_oversized_body(client):
     r = client.post("/ask", content=b"{" + b" " * 70000 + b"}", headers={"content-type": "application/json"})
     assert r.status_code == 413 and "too large" in r.json()["error"]["message"]
 
+    def chunked():  # no Content-Length: counted as it arrives
+        yield b'{"question": "'
+        for _ in range(100):
+            yield "教".encode() * 300
+        yield b'"}'
+
+    r = client.post("/ask", content=chunked(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "too large" in r.json()["error"]["message"]
+
 
 def test_documents_and_slices(client):
     docs = client.get("/documents").json()
