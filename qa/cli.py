@@ -42,7 +42,7 @@ def cmd_chunks(args) -> int:
     if args.stats:
         _print_stats(per_doc)
         return 0
-    for doc, chunks in per_doc:
+    for _doc, chunks in per_doc:
         for c in chunks:
             if args.json:
                 _print_json(c.to_dict())

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -14,7 +13,6 @@ from qa.answer import NO_ANSWER_TEXT
 from qa.errors import QAError
 from qa.evaluate import default_files, evaluate, load_questions
 from qa.settings import REPO_ROOT, Settings
-from qa.text import squash
 
 DEV = REPO_ROOT.parent / "shared" / "eval" / "dev.jsonl"
 
