@@ -25,11 +25,13 @@ from qa.settings import Settings
 from .schemas import (
     AskRequest,
     AskResponse,
+    ChatCompletion,
     ChatRequest,
     DocumentInfo,
     DocumentSlice,
     ErrorResponse,
     Health,
+    ModelList,
 )
 
 STATIC = Path(__file__).parent / "static"
@@ -185,11 +187,15 @@ def create_app(settings: Settings | None = None, background: bool = True, progre
         return DocumentSlice(doc_id=doc_id, title=svc.index.docs[doc_id]["title"], start=start, end=end, text=text[start:end])
 
     # ----------------------------------------------- OpenAI-compatible chat
-    @app.get("/v1/models")
+    @app.get("/v1/models", response_model=ModelList)
     async def models():
         return {"object": "list", "data": [{"id": MODEL_NAME, "object": "model", "created": 0, "owned_by": "policy-qa"}]}
 
-    @app.post("/v1/chat/completions", responses=ERRORS)
+    @app.post(
+        "/v1/chat/completions",
+        response_model=ChatCompletion,
+        responses={**ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE chunks with stream=true"}},
+    )
     async def chat(req: ChatRequest):
         question = _last_user_message(req)
         if len(question) > settings.max_question_chars:

@@ -107,3 +107,46 @@ class ChatRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     top_k: StrictInt | None = Field(default=None, ge=1, le=50)
+
+
+class ModelCard(BaseModel):
+    id: str = Field(examples=["policy-qa"])
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "policy-qa"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ChatReplyMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str = Field(description="the extractive answer with [n] markers, then 来源： one line per passage")
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: ChatReplyMessage
+    finish_reason: Literal["stop"] = "stop"
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class ChatCompletion(BaseModel):
+    """OpenAI chat.completion, plus the structured `passages` and `no_answer` of /ask.
+    With stream=true the same extra fields ride on the final chunk (finish_reason "stop")."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage = Usage()
+    passages: list[Passage]
+    no_answer: bool
