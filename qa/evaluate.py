@@ -104,10 +104,17 @@ def format_report(report: dict, files: list[Path]) -> str:
     lines.append(row("overall", report["overall"]))
     for k, m in report["by_kind"].items():
         lines.append(row("  " + k, m))
-    misses = [r for r in report["rows"] if (r["evidence"] is not None and r["rank"] != 1) or (r["evidence"] is None and not r["no_answer"])]
+    misses = [
+        r
+        for r in report["rows"]
+        if (r["evidence"] is not None and (r["rank"] != 1 or r["no_answer"])) or (r["evidence"] is None and not r["no_answer"])
+    ]
     if misses:
-        lines.append("not at rank 1:")
+        lines.append("not at rank 1, or the wrong no-answer call:")
         for r in misses:
-            what = "answered (should be no_answer)" if r["evidence"] is None else f"rank {r['rank']}"
-            lines.append(f"  {r['id']:10} {what:12} {r['question'][:40]}")
+            if r["evidence"] is None:
+                what = "answered (should be no_answer)"
+            else:
+                what = f"rank {r['rank']}" + (", flagged no_answer" if r["no_answer"] else "")
+            lines.append(f"  {r['id']:10} {what:24} {r['question'][:40]}")
     return "\n".join(lines)
