@@ -18,7 +18,7 @@ class AskRequest(BaseModel):
         extra="forbid",
         json_schema_extra={"examples": [{"question": "海门区2024年对清华北大录取人数的目标是多少？", "top_k": 5}]},
     )
-    question: StrictStr = Field(min_length=1, max_length=500, description="the question, in Chinese")
+    question: StrictStr = Field(min_length=1, description="the question, in Chinese (at most QA_MAX_QUESTION_CHARS, default 500)")
     top_k: StrictInt = Field(default=5, ge=1, le=50, description="passages to return")
     filters: Filters | None = None
 
