@@ -15,6 +15,7 @@ from pathlib import Path
 
 from qa import index as index_mod
 from qa.evaluate import evaluate, load_questions
+from qa.library import Library, load_documents
 from qa.retrieval import Options, Retriever
 from qa.service import Service
 from qa.settings import REPO_ROOT, Settings
@@ -64,7 +65,8 @@ def main() -> None:
     saved = index_mod.EMBED_TEMPLATE
     try:
         index_mod.EMBED_TEMPLATE = "{title} {section}\n{text}"
-        data = index_mod.load(index_mod.build(s2, svc.embedder, progress=False))
+        lib = Library()
+        data = index_mod.load(index_mod.build(s2, svc.embedder, load_documents(s2, lib), lib, progress=False))
         r = Retriever(data, svc.embedder)
         print(row("full, plus title and section path in embeddings", evaluate(r, qs, svc.sources)["overall"]), flush=True)
     finally:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +40,18 @@ class Embedder:
             else prompts.get("passage", prompts.get("document", ""))
         )
         self.dim = int(self.model.get_embedding_dimension())
+        # one encode at a time: the fast tokenizer is not safe to share between threads
+        # ("Already borrowed"), and two cores gain nothing from parallel encodes
+        self._lock = threading.Lock()
 
     def _load(self, path):
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError:
             raise ModelError("sentence-transformers is not installed: run `make install`") from None
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a per-start "Loading weights" bar says nothing to a user
         try:
             return SentenceTransformer(str(path), device="cpu", local_files_only=True)
         except (OSError, ValueError, KeyError, RuntimeError) as e:
@@ -59,12 +66,29 @@ class Embedder:
         return self._encode(texts, self.query_prompt, batch_size=32, progress=False)
 
     def encode_passages(self, texts: list[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
-        return self._encode(texts, self.passage_prompt, batch_size=batch_size, progress=progress)
+        """Batch by batch, longest first (as sentence-transformers orders them), taking the
+        model lock per batch so that queries keep being answered while documents are embedded."""
+        from tqdm.auto import tqdm
+
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        with tqdm(total=len(texts), desc="embedding", unit="text", disable=not progress) as bar:
+            for a in range(0, len(order), batch_size):
+                rows = order[a : a + batch_size]
+                out[rows] = self._encode([texts[i] for i in rows], self.passage_prompt, batch_size, False)
+                bar.update(len(rows))
+        return out
 
     def _encode(self, texts, prompt, batch_size, progress) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vecs = self.model.encode(
+        with self._lock:
+            vecs = self._model_encode(texts, prompt, batch_size, progress)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def _model_encode(self, texts, prompt, batch_size, progress):
+        return self.model.encode(
             list(texts),
             prompt=prompt or None,
             batch_size=batch_size,
@@ -72,4 +96,3 @@ class Embedder:
             convert_to_numpy=True,
             normalize_embeddings=True,
         )
-        return np.ascontiguousarray(vecs, dtype=np.float32)

@@ -115,6 +115,56 @@ def cmd_index(args) -> int:
     return 0
 
 
+def cmd_add(args) -> int:
+    from pathlib import Path
+
+    from . import manage
+    from embeddings import Embedder
+
+    settings = _settings(args)
+    files = []
+    for name in args.files:
+        p = Path(name)
+        if not p.is_file():
+            raise QAError(f"{name}: no such file")
+        size = p.stat().st_size
+        if size > settings.max_upload_bytes:
+            raise QAError(f"{name}: {size} bytes, larger than the limit of {settings.max_upload_bytes} (QA_MAX_UPLOAD_BYTES)")
+        files.append((p.name, p.read_bytes()))
+    emb = Embedder(settings)
+    data, results = manage.add(settings, emb, files)
+    for r in results:
+        print(f"{r['status']:9} {r['doc_id']}  ({r['chunks']} chunks)  {r['title']}")
+    print(f"index: {len(data.docs)} documents, {len(data.chunks)} chunks")
+    return 0
+
+
+def cmd_remove(args) -> int:
+    from . import manage
+    from embeddings import Embedder
+
+    settings = _settings(args)
+    data = manage.remove(settings, Embedder(settings), args.doc_id)
+    print(f"removed {args.doc_id}; index: {len(data.docs)} documents, {len(data.chunks)} chunks")
+    return 0
+
+
+def cmd_documents(args) -> int:
+    from . import index as index_mod
+    from embeddings import Embedder
+
+    settings = _settings(args)
+    data = index_mod.ensure(settings, Embedder(settings))
+    if args.json:
+        for m in data.docs.values():
+            _print_json(m)
+        return 0
+    print(f"{'doc_id':28} {'source':6} {'chunks':>6} {'chars':>7}  title")
+    for m in data.docs.values():
+        print(f"{m['doc_id']:28} {m.get('source', 'seed'):6} {m['chunks']:6d} {m['chars']:7d}  {m['title']}")
+    return 0
+
+
 def cmd_ask(args) -> int:
     from .service import Service
 
@@ -192,8 +242,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("index", help="build or refresh the indexes (a stale index is rebuilt)")
     i.add_argument("--model", help="embedding model (env QA_MODEL)")
-    i.add_argument("--rebuild", action="store_true", help="rebuild even when the index is current")
+    i.add_argument("--rebuild", action="store_true", help="re-embed everything, even when the index is current (after corruption)")
     i.set_defaults(func=cmd_index)
+
+    ad = sub.add_parser("add", help="add or replace documents (.txt/.md UTF-8 or GB18030, .docx); id = file name")
+    ad.add_argument("files", nargs="+")
+    ad.add_argument("--model", help="embedding model (env QA_MODEL)")
+    ad.set_defaults(func=cmd_add)
+
+    rm = sub.add_parser("remove", help="take a document out of the corpus")
+    rm.add_argument("doc_id")
+    rm.add_argument("--model", help="embedding model (env QA_MODEL)")
+    rm.set_defaults(func=cmd_remove)
+
+    ds = sub.add_parser("documents", help="list the indexed documents")
+    ds.add_argument("--json", action="store_true", help="one JSON object per line")
+    ds.add_argument("--model", help="embedding model (env QA_MODEL)")
+    ds.set_defaults(func=cmd_documents)
 
     a = sub.add_parser("ask", help="ask a question, get cited passages")
     a.add_argument("question")

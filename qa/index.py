@@ -1,34 +1,44 @@
 """Persisted indexes: FAISS (dense), bm25s over jieba tokens (lexical), the chunk
-table and a manifest that says what was indexed.
+table, the library (which documents) and a manifest that says what was indexed.
 
 Layout under <data_dir>/index/:
     CURRENT            name of the live generation (replaced atomically)
-    gen-<time>-<pid>/  chunks.jsonl, docs.json, dense.faiss, bm25/, manifest.json
+    LOCK               held (flock) by whoever writes a generation
+    gen-<time>-<pid>/  chunks.jsonl, tokens.jsonl, docs.json, library.json,
+                       vectors.npy, window_vectors.npy, window_owner.npy,
+                       bm25/, bm25_bigrams/, manifest.json (with file checksums)
 A new generation is written completely, checksummed, then CURRENT is switched
-with os.replace, so a reader never sees half an index.
+with os.replace, so a reader never sees half an index, and a writer killed at
+any point leaves the last complete generation live. Vectors of documents that
+did not change are copied from the previous generation, not re-embedded.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .chunking import CHUNKER_VERSION, chunk_document
-from .corpus import Document, load_corpus
+from .corpus import Document
 from .errors import QAError
+from .library import Library, collect_garbage, load_documents, read_mirror, save_mirror
 from .records import Chunk
 from .text import file_sha256 as _sha256
 
-INDEX_VERSION = "2"
+INDEX_VERSION = "3"
 EMBED_TEMPLATE = "{text}"  # what is embedded (heading context measured: it hurt, see README)
 WINDOW = 120  # sentence windows inside a chunk, embedded too: a chunk scores by its best window
+REUSE_KEYS = ("index_version", "model_id", "dimension", "chunker_version", "embed_template", "window")
 
 
 class IndexError_(QAError):
@@ -63,21 +73,24 @@ def corpus_hash(docs: list[Document]) -> str:
     return h.hexdigest()
 
 
-
 @dataclass
 class IndexData:
     path: Path
     manifest: dict
     chunks: list[Chunk]
-    docs: dict[str, dict]  # doc_id -> metadata (+ chunk count)
+    tokens: list[list[str]]  # jieba tokens of each chunk (section + text), as BM25 saw them
+    docs: dict[str, dict]  # doc_id -> metadata (+ chunk count, sha256)
+    library: Library
+    vectors: np.ndarray  # chunk embeddings, row = chunk
+    window_vectors: np.ndarray
+    window_owner: np.ndarray  # window -> chunk row
     dense: object  # faiss.Index over chunks
     dense_windows: object  # faiss.Index over sentence windows
-    window_owner: np.ndarray  # window -> chunk row
     bm25: object  # bm25s.BM25 over jieba tokens
     bm25_bigrams: object  # bm25s.BM25 over character bigrams
 
 
-def expected_manifest(settings, docs: list[Document], model_id: str, dim: int) -> dict:
+def expected_manifest(docs: list[Document], model_id: str, dim: int) -> dict:
     return {
         "index_version": INDEX_VERSION,
         "corpus_hash": corpus_hash(docs),
@@ -89,11 +102,11 @@ def expected_manifest(settings, docs: list[Document], model_id: str, dim: int) -
     }
 
 
-def _same(a: dict, b: dict) -> bool:
-    keys = ("index_version", "corpus_hash", "model_id", "dimension", "chunker_version", "embed_template", "window")
+def _same(a: dict, b: dict, keys=REUSE_KEYS + ("corpus_hash",)) -> bool:
     return all(a.get(k) == b.get(k) for k in keys)
 
 
+# ---------------------------------------------------------------- locations
 def current_generation(index_dir: Path) -> Path | None:
     try:
         name = (index_dir / "CURRENT").read_text().strip()
@@ -103,68 +116,185 @@ def current_generation(index_dir: Path) -> Path | None:
     return path if name and path.is_dir() else None
 
 
-def build(settings, embedder, docs: list[Document] | None = None, progress: bool | None = None) -> Path:
-    """Chunk, embed and index the corpus into a new generation; switch CURRENT to it."""
-    import faiss
+_thread_lock = threading.Lock()
 
+
+@contextmanager
+def writer_lock(settings):
+    """One writer at a time, across threads and processes (flock dies with its process)."""
+    index_dir = settings.index_dir
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with _thread_lock, open(index_dir / "LOCK", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def committed_library(settings) -> Library:
+    """The library of the live generation; the mirror when that cannot be read."""
+    gen = current_generation(settings.index_dir)
+    if gen is not None:
+        try:
+            manifest = json.loads((gen / "manifest.json").read_text())
+            f = gen / "library.json"
+            if _sha256(f) == manifest.get("files", {}).get("library.json"):
+                return Library.from_dict(json.loads(f.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            pass
+    return read_mirror(settings)
+
+
+# -------------------------------------------------------------------- build
+def _vectors_from(previous: IndexData | None, doc: Document):
+    """(chunks, tokens, vectors, window vectors, window owners relative to the doc) reused
+    from the previous generation when the document is unchanged."""
+    if previous is None or previous.docs.get(doc.doc_id, {}).get("sha256") != doc.sha256:
+        return None
+    rows = [i for i, c in enumerate(previous.chunks) if c.doc_id == doc.doc_id]
+    if not rows:
+        return None
+    lo, hi = rows[0], rows[-1] + 1
+    wmask = (previous.window_owner >= lo) & (previous.window_owner < hi)
+    return (
+        previous.chunks[lo:hi],
+        previous.tokens[lo:hi],
+        previous.vectors[lo:hi],
+        previous.window_vectors[wmask],
+        previous.window_owner[wmask] - lo,
+    )
+
+
+def build(settings, embedder, docs: list[Document], library: Library, previous: IndexData | None = None,
+          progress: bool | None = None) -> Path:
+    """Chunk, embed and index the documents into a new generation and switch CURRENT to it.
+    Call under `writer_lock`. Documents unchanged since `previous` keep their vectors."""
     from .lexical import bigrams, tokenize
 
     show = sys.stderr.isatty() if progress is None else progress
-    docs = docs if docs is not None else load_corpus(settings.corpus_dir)
-    chunks = [c for d in docs for c in chunk_document(d)]
-    if not chunks:
-        raise IndexError_("the corpus has no text to index")
     index_dir = settings.index_dir
     index_dir.mkdir(parents=True, exist_ok=True)
+    if previous is not None and not _same(previous.manifest, expected_manifest([], embedder.model_id, embedder.dim), REUSE_KEYS):
+        previous = None  # embedded differently: nothing to reuse
+    chunks, tokens, vec_parts, wvec_parts, owners = [], [], [], [], []
+    fresh: list[tuple[int, list[Chunk]]] = []  # (position in parts, chunks) still to embed
+    for d in docs:
+        reused = _vectors_from(previous, d)
+        if reused is None:
+            cs = chunk_document(d)
+            fresh.append((len(vec_parts), cs))
+            vec_parts.append(None)
+            wvec_parts.append(None)
+            owners.append(None)
+            chunks.append(cs)
+            tokens.append([tokenize(f"{c.section} {c.text}") for c in cs])
+        else:
+            cs, ts, v, wv, wo = reused
+            chunks.append(list(cs))
+            tokens.append(list(ts))
+            vec_parts.append(v)
+            wvec_parts.append(wv)
+            owners.append(wo)
+    if not any(chunks):
+        raise IndexError_("the corpus has no text to index")
+    if fresh:
+        new = [c for _, cs in fresh for c in cs]
+        wtexts, wowner = [], []
+        for row, c in enumerate(new):
+            for w in windows(c):
+                wtexts.append(embed_text(Chunk(**{**c.to_dict(), "text": w})))
+                wowner.append(row)
+        if show:
+            kept = len(docs) - len(fresh)
+            print(f"embedding {len(new)} chunks and {len(wtexts)} sentence windows of {len(fresh)} documents "
+                  f"with {embedder.model_id}" + (f" ({kept} unchanged documents reused)" if kept else ""), file=sys.stderr)
+        vecs = embedder.encode_passages([embed_text(c) for c in new] + wtexts, progress=show)
+        cvecs, wvecs = vecs[: len(new)], vecs[len(new) :]
+        wowner = np.asarray(wowner, dtype=np.int64)
+        row = 0
+        for pos, cs in fresh:
+            sel = (wowner >= row) & (wowner < row + len(cs))
+            vec_parts[pos] = cvecs[row : row + len(cs)]
+            wvec_parts[pos] = wvecs[sel]
+            owners[pos] = wowner[sel] - row
+            row += len(cs)
+    offset, owner_all = 0, []
+    for cs, wo in zip(chunks, owners):
+        owner_all.append(wo + offset)
+        offset += len(cs)
+    flat_chunks = [c for cs in chunks for c in cs]
+    flat_tokens = [t for ts in tokens for t in ts]
+    dim = embedder.dim
+    vectors = np.ascontiguousarray(np.concatenate(vec_parts), dtype=np.float32).reshape(-1, dim)
+    window_vectors = np.ascontiguousarray(np.concatenate(wvec_parts), dtype=np.float32).reshape(-1, dim)
+    window_owner = np.concatenate(owner_all).astype(np.int64)
+
     gen = index_dir / f"gen-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
     tmp = index_dir / (".tmp-" + gen.name)
     tmp.mkdir()
     try:
-        if show:
-            print(f"embedding {len(chunks)} chunks of {len(docs)} documents with {embedder.model_id}", file=sys.stderr)
-        vecs = embedder.encode_passages([embed_text(c) for c in chunks], progress=show)
-        dense = faiss.IndexFlatIP(vecs.shape[1])
-        dense.add(vecs)
-        faiss.write_index(dense, str(tmp / "dense.faiss"))
-        texts, owner = [], []
-        for row, c in enumerate(chunks):
-            for w in windows(c):
-                texts.append(embed_text(Chunk(**{**c.to_dict(), "text": w})))
-                owner.append(row)
-        if show:
-            print(f"embedding {len(texts)} sentence windows", file=sys.stderr)
-        wvecs = embedder.encode_passages(texts, progress=show)
-        dw = faiss.IndexFlatIP(wvecs.shape[1])
-        dw.add(wvecs)
-        faiss.write_index(dw, str(tmp / "dense_windows.faiss"))
-        np.save(tmp / "window_owner.npy", np.asarray(owner, dtype=np.int64))
-        _save_bm25([tokenize(f"{c.section} {c.text}") for c in chunks], tmp / "bm25")
-        _save_bm25([bigrams(c.text) for c in chunks], tmp / "bm25_bigrams")
-        with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as f:
-            for c in chunks:
-                f.write(json.dumps(c.to_dict(), ensure_ascii=False) + "\n")
+        np.save(tmp / "vectors.npy", vectors)
+        np.save(tmp / "window_vectors.npy", window_vectors)
+        np.save(tmp / "window_owner.npy", window_owner)
+        _save_bm25(flat_tokens, tmp / "bm25")
+        _save_bm25([bigrams(c.text) for c in flat_chunks], tmp / "bm25_bigrams")
+        _write_lines(tmp / "chunks.jsonl", [c.to_dict() for c in flat_chunks])
+        _write_lines(tmp / "tokens.jsonl", flat_tokens)
         counts = {}
-        for c in chunks:
+        for c in flat_chunks:
             counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
-        meta = {d.doc_id: {**d.meta(), "chunks": counts.get(d.doc_id, 0), "chars": len(d.text)} for d in docs}
+        meta = {
+            d.doc_id: {**d.meta(), "chunks": counts.get(d.doc_id, 0), "chars": len(d.text), "sha256": d.sha256,
+                       "source": "upload" if d.doc_id in library.uploads else "seed"}
+            for d in docs
+        }
         (tmp / "docs.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
-        manifest = expected_manifest(settings, docs, embedder.model_id, embedder.dim)
-        manifest["chunks"] = len(chunks)
+        (tmp / "library.json").write_text(json.dumps(library.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+        manifest = expected_manifest(docs, embedder.model_id, dim)
+        manifest["chunks"] = len(flat_chunks)
         manifest["documents"] = len(docs)
         manifest["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        manifest["files"] = {
-            str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()
-        }
+        manifest["files"] = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
+        _fsync_tree(tmp)
         os.replace(tmp, gen)
         pointer = index_dir / f".CURRENT.{os.getpid()}"
-        pointer.write_text(gen.name)
-        os.replace(pointer, index_dir / "CURRENT")
+        with open(pointer, "w") as f:
+            f.write(gen.name)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(pointer, index_dir / "CURRENT")  # the commit point
+        _fsync_dir(index_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    save_mirror(settings, library)
     _cleanup(index_dir, keep=gen)
+    collect_garbage(settings, library)
     return gen
+
+
+def _write_lines(path: Path, rows) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def _fsync_tree(root: Path) -> None:
+    for p in root.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+    _fsync_dir(root)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _save_bm25(tokens: list[list[str]], path: Path) -> None:
@@ -181,50 +311,77 @@ def _cleanup(index_dir: Path, keep: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+# --------------------------------------------------------------------- load
+def dense_index(vectors: np.ndarray):
+    """Exact inner-product search (the vectors are normalised, so this is cosine)."""
+    import faiss
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    return index
+
+
 def load(path: Path, verify: bool = True) -> IndexData:
     import bm25s
-    import faiss
 
     try:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError):
         raise IndexError_(f"index at {path} has no readable manifest; run `qa index --rebuild`") from None
+    if manifest.get("index_version") != INDEX_VERSION:
+        raise IndexError_(f"index at {path} has an older layout (version {manifest.get('index_version')}); run `qa index`")
     if verify:
         for name, digest in manifest.get("files", {}).items():
             f = path / name
             if not f.is_file() or _sha256(f) != digest:
                 raise IndexError_(f"index file {f} is corrupted (checksum mismatch); run `qa index --rebuild`")
-    if manifest.get("index_version") != INDEX_VERSION:
-        raise IndexError_(f"index at {path} has an older layout (version {manifest.get('index_version')}); run `qa index`")
     try:
         chunks = [Chunk(**json.loads(line)) for line in (path / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
+        tokens = [json.loads(line) for line in (path / "tokens.jsonl").read_text(encoding="utf-8").splitlines()]
         docs = json.loads((path / "docs.json").read_text(encoding="utf-8"))
-        dense = faiss.read_index(str(path / "dense.faiss"))
-        dense_windows = faiss.read_index(str(path / "dense_windows.faiss"))
+        library = Library.from_dict(json.loads((path / "library.json").read_text(encoding="utf-8")))
+        vectors = np.load(path / "vectors.npy")
+        window_vectors = np.load(path / "window_vectors.npy")
         owner = np.load(path / "window_owner.npy")
         bm25 = bm25s.BM25.load(str(path / "bm25"), show_progress=False, verbosity=0)
         bm25_bigrams = bm25s.BM25.load(str(path / "bm25_bigrams"), show_progress=False, verbosity=0)
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
         raise IndexError_(f"index at {path} cannot be read ({str(e).splitlines()[0][:120]}); run `qa index --rebuild`") from None
-    if dense.ntotal != len(chunks) or dense_windows.ntotal != len(owner):
-        raise IndexError_(f"index at {path} is inconsistent ({dense.ntotal} vectors, {len(chunks)} chunks); run `qa index --rebuild`")
-    return IndexData(path, manifest, chunks, docs, dense, dense_windows, owner, bm25, bm25_bigrams)
+    if not (len(vectors) == len(chunks) == len(tokens)) or len(window_vectors) != len(owner):
+        raise IndexError_(f"index at {path} is inconsistent ({len(vectors)} vectors, {len(chunks)} chunks); run `qa index --rebuild`")
+    return IndexData(path, manifest, chunks, tokens, docs, library, vectors, window_vectors, owner,
+                     dense_index(vectors), dense_index(window_vectors), bm25, bm25_bigrams)
 
 
 def ensure(settings, embedder, rebuild: bool = False, progress: bool | None = None) -> IndexData:
-    """Load the current index, building or refreshing it when missing or stale."""
-    docs = load_corpus(settings.corpus_dir)
-    want = expected_manifest(settings, docs, embedder.model_id, embedder.dim)
+    """Load the live index, building or refreshing it when missing, stale or damaged.
+    A refresh re-embeds only documents that changed; `rebuild` re-embeds everything."""
+    if not rebuild:
+        data, current = _load_live(settings, embedder)
+        if current:
+            return data
+    with writer_lock(settings):
+        previous = None
+        if not rebuild:
+            previous, current = _load_live(settings, embedder, quiet=True)  # another process may have just built it
+            if current:
+                return previous
+        library = committed_library(settings)
+        docs = load_documents(settings, library)
+        return load(build(settings, embedder, docs, library, previous=previous, progress=progress))
+
+
+def _load_live(settings, embedder, quiet: bool = False) -> tuple[IndexData | None, bool]:
+    """(the live index, whether it matches the corpus and model). A stale but intact
+    index is still returned, for its vectors; a damaged one is reported and dropped."""
     gen = current_generation(settings.index_dir)
-    if gen is not None and not rebuild:
-        try:
-            current = json.loads((gen / "manifest.json").read_text())
-        except (OSError, ValueError):
-            current = {}
-        if _same(current, want):
-            try:
-                return load(gen)
-            except IndexError_ as e:  # corrupted: the corpus is the source of truth, rebuild from it
-                print(f"qa: {e}; rebuilding", file=sys.stderr)
-    gen = build(settings, embedder, docs=docs, progress=progress)
-    return load(gen)
+    if gen is None:
+        return None, False
+    try:
+        data = load(gen)
+    except IndexError_ as e:
+        if not quiet:
+            print(f"qa: {e.args[0].split('; run')[0]}; rebuilding", file=sys.stderr)
+        return None, False
+    docs = load_documents(settings, data.library)
+    return data, _same(data.manifest, expected_manifest(docs, embedder.model_id, embedder.dim))

@@ -75,7 +75,7 @@ class Retriever:
         self.chunks: list[Chunk] = data.chunks
         self.no_answer_cosine = NO_ANSWER_COSINE if no_answer_cosine is None else no_answer_cosine
         self.doc_of = np.array([c.doc_id for c in self.chunks])
-        tokens = [set(tokenize(f"{c.section} {c.text}")) for c in self.chunks]
+        tokens = [set(ts) for ts in data.tokens]
         df = Counter(t for ts in tokens for t in ts)
         n = len(self.chunks)
         self.idf = {t: math.log(1 + (n - k + 0.5) / (k + 0.5)) for t, k in df.items()}

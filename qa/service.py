@@ -1,10 +1,12 @@
 """Everything a running service holds, loaded once: the model, the indexes, the
-original texts. The CLI and the HTTP server both start from `Service.load`."""
+original texts. The CLI and the HTTP server both start from `Service.load`.
+
+A Service is a consistent snapshot: adding or removing documents returns a new
+Service over the new index generation (sharing the model), so a request that
+holds the old one finishes on the old index."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from .corpus import load_corpus
 
 
 @dataclass
@@ -16,19 +18,34 @@ class Service:
     sources: dict[str, str]  # doc_id -> original decoded text, for citation slices
 
     @classmethod
-    def load(cls, settings, rebuild: bool = False, progress: bool | None = None) -> "Service":
+    def load(cls, settings, rebuild: bool = False, progress: bool | None = None, embedder=None) -> "Service":
         from embeddings import Embedder
 
         from . import index as index_mod
+
+        embedder = embedder or Embedder(settings, progress=progress)
+        return cls.over(settings, embedder, index_mod.ensure(settings, embedder, rebuild=rebuild, progress=progress))
+
+    @classmethod
+    def over(cls, settings, embedder, data) -> "Service":
+        from .library import source_texts
         from .retrieval import Retriever
 
-        embedder = Embedder(settings, progress=progress)
-        data = index_mod.ensure(settings, embedder, rebuild=rebuild, progress=progress)
         retriever = Retriever(data, embedder, no_answer_cosine=settings.no_answer_threshold)
-        sources = {d.doc_id: d.text for d in load_corpus(settings.corpus_dir)}
-        return cls(settings, embedder, data, retriever, sources)
+        return cls(settings, embedder, data, retriever, source_texts(settings, data.library))
 
     def ask(self, question: str, top_k: int | None = None, filters: dict | None = None) -> dict:
         from .answer import ask
 
         return ask(self.retriever, question, top_k=top_k or self.settings.top_k, filters=filters)
+
+    def add(self, files: list[tuple[str, bytes]], progress: bool | None = False) -> tuple["Service", list[dict]]:
+        from . import manage
+
+        data, results = manage.add(self.settings, self.embedder, files, progress=progress)
+        return (self if data is self.index else Service.over(self.settings, self.embedder, data)), results
+
+    def remove(self, doc_id: str, progress: bool | None = False) -> "Service":
+        from . import manage
+
+        return Service.over(self.settings, self.embedder, manage.remove(self.settings, self.embedder, doc_id, progress=progress))

@@ -26,7 +26,10 @@ class Settings(BaseSettings):
     passage_prompt: str | None = Field(default=None, description="override the model's passage prompt")
     top_k: int = Field(default=5, ge=1, le=50)
     no_answer_threshold: float | None = Field(default=None, description="override the calibrated threshold")
-    api_key: str | None = None
+    api_key: str | None = Field(default=None, description="key for POST/DELETE /documents (header X-API-Key or Bearer)")
+    require_key_for_reads: bool = Field(default=False, description="ask for the API key on every endpoint")
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, description="largest document a POST /documents accepts")
+    model_cache: Path | None = Field(default=None, description="where built models live (default <data_dir>/models)")
     cors_origins: list[str] = Field(default_factory=list)
     max_question_chars: int = 500
     max_body_bytes: int = 64 * 1024
@@ -38,4 +41,4 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
+        return self.model_cache or self.data_dir / "models"

@@ -5,6 +5,7 @@ The model and indexes load once, in the background, when the app starts;
 """
 from __future__ import annotations
 
+import hmac
 import json
 import threading
 import time
@@ -12,7 +13,7 @@ import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
@@ -20,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa.errors import NotFound, NotReady, QAError
+from qa.library import TooLarge
 from qa.settings import Settings
 
 from .schemas import (
@@ -27,16 +29,28 @@ from .schemas import (
     AskResponse,
     ChatCompletion,
     ChatRequest,
+    DeleteResponse,
     DocumentInfo,
     DocumentSlice,
     ErrorResponse,
     Health,
     ModelList,
+    UploadResponse,
 )
 
 STATIC = Path(__file__).parent / "static"
 MODEL_NAME = "policy-qa"
 ERRORS = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+WRITE_ERRORS = {**ERRORS, 401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}, 413: {"model": ErrorResponse}}
+RECHECK_S = 2.0  # how often a request may look for a generation committed by another process
+
+
+class Unauthorized(QAError):
+    status = 401
+
+
+class Forbidden(QAError):
+    status = 403
 
 
 class State:
@@ -45,6 +59,8 @@ class State:
         self.service = None
         self.error: str | None = None
         self.ready = threading.Event()
+        self.writing = threading.Lock()  # one add/remove at a time in this process
+        self._checked = 0.0
 
     def load(self, progress: bool | None = None) -> None:
         from qa.service import Service
@@ -59,24 +75,56 @@ class State:
             self.ready.set()
 
     def need(self):
-        if self.service is None:
+        svc = self.service
+        if svc is None:
             raise NotReady(self.error or "the index is still loading; try again shortly (see /healthz)")
-        return self.service
+        now = time.monotonic()
+        if now - self._checked > RECHECK_S and not self.writing.locked():
+            self._checked = now
+            self._follow(svc)
+        return svc
+
+    def _follow(self, svc) -> None:
+        """Pick up a generation another process (`qa add`, `qa remove`) committed."""
+        from qa import index as index_mod
+
+        live = index_mod.current_generation(self.settings.index_dir)
+        if live is None or live.name == svc.index.path.name:
+            return
+
+        def reload():
+            from qa.service import Service
+
+            with self.writing:
+                try:
+                    data = index_mod.load(live)
+                except QAError:
+                    return  # replaced again meanwhile, or damaged: keep serving what we have
+                if self.service is svc:
+                    self.service = Service.over(self.settings, svc.embedder, data)
+
+        threading.Thread(target=reload, daemon=True).start()
+
+    def swap(self, new) -> None:
+        self.service = new
 
 
 class BodyLimit:
     """Refuse request bodies over the limit, whether or not they declare a Content-Length
     (a chunked body is counted as it arrives)."""
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit: int, upload_limit: int):
+        self.app, self.default_limit, self.upload_limit = app, limit, upload_limit
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        message = f"request body too large (limit {self.limit} bytes)"
+        upload = scope.get("path", "").rstrip("/") == "/documents" and scope.get("method") == "POST"
+        limit = self.upload_limit + 64 * 1024 if upload else self.default_limit  # room for the multipart framing
+        what = "upload" if upload else "request body"
+        message = f"{what} too large (limit {limit if not upload else self.upload_limit} bytes)"
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
             return await error(413, message, "payload_too_large")(scope, receive, send)
         # buffer the body (it is small by definition) so an oversized one is refused before the app sees it
         chunks, seen, more = [], 0, True
@@ -87,7 +135,7 @@ class BodyLimit:
             chunks.append(msg.get("body", b""))
             seen += len(chunks[-1])
             more = msg.get("more_body", False)
-            if seen > self.limit:
+            if seen > limit:
                 return await error(413, message, "payload_too_large")(scope, receive, send)
         body, replayed = b"".join(chunks), False
 
@@ -126,15 +174,44 @@ def create_app(settings: Settings | None = None, background: bool = True, progre
     app.state.qa = state
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"]
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"], allow_headers=["*"]
         )
 
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes)
+
+    # --------------------------------------------------------------- auth
+    def presented_key(request: Request) -> str | None:
+        key = request.headers.get("x-api-key")
+        auth = request.headers.get("authorization", "")
+        if key is None and auth.lower().startswith("bearer "):
+            key = auth[7:].strip()
+        return key
+
+    def check_key(request: Request) -> None:
+        key = presented_key(request)
+        if key is None:
+            raise Unauthorized("this endpoint needs the API key (header X-API-Key or Authorization: Bearer)")
+        if not hmac.compare_digest(key.encode("utf-8", "surrogatepass"), settings.api_key.encode("utf-8")):
+            raise Unauthorized("wrong API key")
+
+    def writer(request: Request) -> None:
+        if not settings.api_key:
+            raise Forbidden("adding and removing documents is disabled: start the server with QA_API_KEY set")
+        check_key(request)
+
+    def reader(request: Request) -> None:
+        if settings.require_key_for_reads:
+            if not settings.api_key:
+                raise Forbidden("QA_REQUIRE_KEY_FOR_READS is set but QA_API_KEY is not")
+            check_key(request)
 
     # ------------------------------------------------------------- errors
     @app.exception_handler(QAError)
     async def qa_error(_: Request, e: QAError):
-        return error(e.status, str(e), type(e).__name__)
+        response = error(e.status, str(e), type(e).__name__)
+        if e.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, e: RequestValidationError):
@@ -162,7 +239,7 @@ def create_app(settings: Settings | None = None, background: bool = True, progre
             return JSONResponse(body.model_dump(), status_code=503)
         return Health(status="ready", model_id=svc.embedder.model_id, chunks=len(svc.index.chunks), documents=len(svc.index.docs))
 
-    @app.post("/ask", response_model=AskResponse, responses=ERRORS)
+    @app.post("/ask", response_model=AskResponse, responses=ERRORS, dependencies=[Depends(reader)])
     async def ask(req: AskRequest):
         if len(req.question) > settings.max_question_chars:
             raise QAError(f"question too long ({len(req.question)} characters, at most {settings.max_question_chars})")
@@ -170,12 +247,12 @@ def create_app(settings: Settings | None = None, background: bool = True, progre
         filters = req.filters.model_dump(exclude_none=True) if req.filters else None
         return await run_in_threadpool(svc.ask, req.question, req.top_k, filters)
 
-    @app.get("/documents", response_model=list[DocumentInfo], responses=ERRORS)
+    @app.get("/documents", response_model=list[DocumentInfo], responses=ERRORS, dependencies=[Depends(reader)])
     async def documents():
         svc = state.need()
         return [DocumentInfo(**m) for m in svc.index.docs.values()]
 
-    @app.get("/documents/{doc_id}", response_model=DocumentSlice, responses=ERRORS)
+    @app.get("/documents/{doc_id}", response_model=DocumentSlice, responses=ERRORS, dependencies=[Depends(reader)])
     async def document_slice(doc_id: str, start: int = Query(0, ge=0), end: int | None = Query(None, ge=0)):
         svc = state.need()
         if doc_id not in svc.sources:
@@ -186,14 +263,49 @@ def create_app(settings: Settings | None = None, background: bool = True, progre
             raise QAError(f"bad slice {start}:{end} (document has {len(text)} characters; need 0 <= start <= end <= {len(text)})")
         return DocumentSlice(doc_id=doc_id, title=svc.index.docs[doc_id]["title"], start=start, end=end, text=text[start:end])
 
+    @app.post("/documents", response_model=UploadResponse, responses=WRITE_ERRORS, dependencies=[Depends(writer)])
+    async def add_documents(file: list[UploadFile]):
+        """Add or replace documents (.txt/.md in UTF-8 or GB18030, .docx): multipart field `file`,
+        repeatable. The document id is the file name without its extension."""
+        state.need()
+        files = []
+        for f in file:
+            data = await f.read(settings.max_upload_bytes + 1)
+            if len(data) > settings.max_upload_bytes:
+                raise TooLarge(f"{f.filename}: larger than {settings.max_upload_bytes} bytes")
+            files.append((f.filename or "", data))
+
+        def run():
+            with state.writing:
+                new, results = state.need().add(files)
+                state.swap(new)
+                return new, results
+
+        new, results = await run_in_threadpool(run)
+        return {"documents": results, "total_documents": len(new.index.docs), "total_chunks": len(new.index.chunks)}
+
+    @app.delete("/documents/{doc_id}", response_model=DeleteResponse, responses=WRITE_ERRORS, dependencies=[Depends(writer)])
+    async def delete_document(doc_id: str):
+        state.need()
+
+        def run():
+            with state.writing:
+                new = state.need().remove(doc_id)
+                state.swap(new)
+                return new
+
+        new = await run_in_threadpool(run)
+        return {"doc_id": doc_id, "deleted": True, "total_documents": len(new.index.docs), "total_chunks": len(new.index.chunks)}
+
     # ----------------------------------------------- OpenAI-compatible chat
-    @app.get("/v1/models", response_model=ModelList)
+    @app.get("/v1/models", response_model=ModelList, dependencies=[Depends(reader)])
     async def models():
         return {"object": "list", "data": [{"id": MODEL_NAME, "object": "model", "created": 0, "owned_by": "policy-qa"}]}
 
     @app.post(
         "/v1/chat/completions",
         response_model=ChatCompletion,
+        dependencies=[Depends(reader)],
         responses={**ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE chunks with stream=true"}},
     )
     async def chat(req: ChatRequest):

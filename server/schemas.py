@@ -75,6 +75,27 @@ class DocumentInfo(BaseModel):
     kind: str
     chunks: int
     chars: int
+    source: Literal["seed", "upload"] = "seed"
+
+
+class UploadResult(BaseModel):
+    doc_id: str
+    status: Literal["added", "replaced", "unchanged"]
+    title: str
+    chunks: int
+
+
+class UploadResponse(BaseModel):
+    documents: list[UploadResult]
+    total_documents: int
+    total_chunks: int
+
+
+class DeleteResponse(BaseModel):
+    doc_id: str
+    deleted: bool
+    total_documents: int
+    total_chunks: int
 
 
 class DocumentSlice(BaseModel):
