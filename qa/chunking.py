@@ -18,7 +18,7 @@ from .corpus import Document
 from .records import Chunk
 from .text import CLAUSE_END, Mapped, cn_to_int, split_sentences
 
-CHUNKER_VERSION = "1"
+CHUNKER_VERSION = "2"  # 2: markdown markup removed
 TARGET = 350
 HARD_CAP = 500
 SEP = " › "

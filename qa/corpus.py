@@ -25,7 +25,7 @@ class CorpusError(QAError):
 class Removed:
     start: int
     end: int
-    kind: str  # cruft | bookmark | page_number | notice_header | cc | byline | title
+    kind: str  # cruft | bookmark | page_number | notice_header | cc | byline | title | markup
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,8 @@ CRUFT_LINE = re.compile(
     r")"
 )
 BOOKMARK = re.compile(r"\[bookmark:[^\]\n]*\]")
+# Markdown uploads: heading hashes, list bullets and emphasis marks are markup, not text
+MARKUP = re.compile(r"^\s{0,3}(?:#{1,6}\s+|[-*+]\s+|>\s*)|\*\*|__")
 CC_LINE = re.compile(r"^\s*抄\s*送\s*[:：]")
 DOC_NUMBER = re.compile(r"[〔\[［(（]\s*(?:19|20)\d{2}\s*[〕\]］)）]\s*\d+\s*号")
 TRANSMITTAL = re.compile(r"关于印发《(.+?)》的通知")
@@ -158,7 +160,7 @@ def _remove_line(line: Mapped, kind: str, removed: list[Removed]) -> None:
 
 def parse_document(text: str, doc_id: str) -> Document:
     removed: list[Removed] = []
-    lines = [_drop(l, BOOKMARK, "bookmark", removed) for l in _lines(text)]
+    lines = [_drop(_drop(l, BOOKMARK, "bookmark", removed), MARKUP, "markup", removed) for l in _lines(text)]
     shared_title = None
 
     # 1. web-page furniture, and a share-site line that names the document

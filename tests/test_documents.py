@@ -294,3 +294,16 @@ def test_uploaded_originals_stay_inside_the_data_dir(client, data_dir):
     lib = json.loads((data_dir / "documents" / "library.json").read_text(encoding="utf-8"))
     assert lib["uploads"]["某县"]["name"] == "某县.txt"
     assert client.delete("/documents/某县", headers=KEY).status_code == 200
+
+
+def test_markdown_markup_is_removed_but_offsets_still_cite_the_original():
+    from qa.chunking import chunk_document
+    from qa.corpus import parse_document
+
+    md = "# 2023年某区教育工作计划\n\n## 一、招生入学\n\n- 今年新增学位**500个**。\n- 严格落实**免试就近入学**。\n\n## 二、教师队伍\n\n> 招聘新教师80名。\n"
+    doc = parse_document(md, "x")
+    chunks = chunk_document(doc)
+    assert doc.title == "2023年某区教育工作计划"
+    assert [c.section for c in chunks] == ["一、招生入学", "二、教师队伍"]
+    assert "今年新增学位500个。" in chunks[0].text and "*" not in chunks[0].text and "#" not in chunks[1].text
+    assert md[chunks[1].start : chunks[1].end] == "二、教师队伍\n\n> 招聘新教师80名。"
