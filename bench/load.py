@@ -50,7 +50,8 @@ def free_port() -> int:
 
 def start_server(data_dir: Path, model_cache: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = dict(os.environ, QA_DATA_DIR=str(data_dir), QA_MODEL_CACHE=str(model_cache), QA_API_KEY=KEY)
+    env = dict(os.environ, QA_DATA_DIR=str(data_dir), QA_MODEL_CACHE=str(model_cache), QA_API_KEY=KEY,
+               QA_ANSWER_CACHE="0")  # every request takes the full path
     proc = subprocess.Popen(
         [sys.executable, "-m", "qa.cli", "serve", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,

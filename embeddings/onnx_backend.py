@@ -150,6 +150,9 @@ class OnnxEncoder:
         # no busy-waiting between runs: the spinning threads would take the cores from
         # the rest of the request (BM25, highlighting) and from other processes
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # no memory arena: it grows to the largest batch ever seen (a document upload) and keeps it;
+        # without it memory returns after an upload, at no measurable cost per query (bench/load.py)
+        options.enable_cpu_mem_arena = False
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])

@@ -65,6 +65,7 @@ class SearchResult:
 
 
 FILTER_KEYS = {"doc_id", "region", "year"}
+DENSE_CANDIDATES = 1000  # dense hits scored per question; the seeds (208 chunks) are scored whole
 
 
 class Retriever:
@@ -163,14 +164,19 @@ class Retriever:
         lex_tokens = q_tokens + tokenize(extra) if extra else q_tokens
         # the dense cosine is computed even when fusion ignores it: it drives the no-answer decision
         q = self.embedder.encode_queries([question])
-        dense = np.zeros(n, dtype=np.float32)
-        D, I = self.data.dense.search(q, n)
-        dense[I[0]] = D[0]
+        # dense scores of the best DENSE_CANDIDATES chunks (all of them at the seeds' size); the
+        # rest get the lowest score retrieved, so min-max fusion puts them at the bottom
+        k = min(n, DENSE_CANDIDATES)
+        D, I = self.data.dense.search(q, k)
+        found = I[0] >= 0
+        dense = np.full(n, D[0][found][-1] if k < n and found.any() else 0.0, dtype=np.float32)
+        dense[I[0][found]] = D[0][found]
         if opts.windows:
             m = self.data.dense_windows.ntotal
-            Dw, Iw = self.data.dense_windows.search(q, m)
+            Dw, Iw = self.data.dense_windows.search(q, min(m, 3 * DENSE_CANDIDATES))
+            ok = Iw[0] >= 0
             best_window = np.full(n, -1.0, dtype=np.float32)
-            np.maximum.at(best_window, self.data.window_owner[Iw[0]], Dw[0])
+            np.maximum.at(best_window, self.data.window_owner[Iw[0][ok]], Dw[0][ok])
             dense = np.maximum(dense, best_window)
         zeros = np.zeros(n, dtype=np.float32)
         lexical = np.asarray(self.data.bm25.get_scores(lex_tokens), dtype=np.float32) if lex_tokens else zeros

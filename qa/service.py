@@ -6,7 +6,12 @@ Service over the new index generation (sharing the model), so a request that
 holds the old one finishes on the old index."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
 
 
 @dataclass
@@ -16,6 +21,8 @@ class Service:
     index: object
     retriever: object
     sources: dict[str, str]  # doc_id -> original decoded text, for citation slices
+    _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def load(cls, settings, rebuild: bool = False, progress: bool | None = None, embedder=None) -> "Service":
@@ -35,9 +42,24 @@ class Service:
         return cls(settings, embedder, data, retriever, source_texts(settings, data.library))
 
     def ask(self, question: str, top_k: int | None = None, filters: dict | None = None) -> dict:
+        """The /ask body. Answers are cached per snapshot (a new index is a new Service,
+        so an upload never serves a stale cached answer)."""
         from .answer import ask
 
-        return ask(self.retriever, question, top_k=top_k or self.settings.top_k, filters=filters)
+        t0 = time.perf_counter()
+        top_k = top_k or self.settings.top_k
+        key = json.dumps([question, top_k, filters], ensure_ascii=False, sort_keys=True)
+        with self._cache_lock:
+            body = self._cache.get(key) if self.settings.answer_cache else None
+            if body is not None:
+                self._cache.move_to_end(key)
+        if body is None:
+            body = ask(self.retriever, question, top_k=top_k, filters=filters)
+            with self._cache_lock:
+                self._cache[key] = body
+                while len(self._cache) > self.settings.answer_cache:
+                    self._cache.popitem(last=False)
+        return {**body, "took_ms": round((time.perf_counter() - t0) * 1000, 1)}
 
     def add(self, files: list[tuple[str, bytes]], progress: bool | None = False) -> tuple["Service", list[dict]]:
         from . import manage

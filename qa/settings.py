@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, description="largest document a POST /documents accepts")
     model_cache: Path | None = Field(default=None, description="where built models live (default <data_dir>/models)")
     cors_origins: list[str] = Field(default_factory=list)
+    answer_cache: int = Field(default=1024, ge=0, description="answers kept for repeated questions (0: off)")
     max_question_chars: int = 500
     max_body_bytes: int = 64 * 1024
     index_name: str = Field(default="index", description="folder under data_dir holding the index generations")

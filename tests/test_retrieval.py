@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from qa import index as index_mod
@@ -164,3 +165,32 @@ def test_cli_eval_json(settings, service, tmp_path):
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["overall"]["R@1"] == 1.0 and report["overall"]["MRR@10"] == 1.0
+
+
+def test_large_indexes_switch_to_ivf_and_keep_finding_the_passage(service, monkeypatch, tmp_path):
+    """Above EXACT_UP_TO vectors the dense index is IVF (bench/scale.py has the figures);
+    lowered here so that the seeds themselves cross it."""
+    import dataclasses
+
+    from qa.answer import ask
+    from qa.retrieval import Retriever
+
+    monkeypatch.setattr(index_mod, "EXACT_UP_TO", 100)
+    data = service.index
+    ivf = index_mod.dense_index(data.vectors)
+    assert type(ivf).__name__ == "IndexIVFFlat" and ivf.ntotal == len(data.chunks) and ivf.nprobe == index_mod.IVF_NPROBE
+    _, exact = data.dense.search(data.vectors[:50], 10)
+    _, approx = ivf.search(data.vectors[:50], 10)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approx)]) >= 0.9
+    small = dataclasses.replace(data, dense=ivf, dense_windows=index_mod.dense_index(data.window_vectors))
+    body = ask(Retriever(small, service.embedder), "海门中学清华北大录取目标是多少人", top_k=3)
+    assert "清华北大" in body["passages"][0]["text"]
+    # built once, saved with the generation, read back (the vectors are reused, not re-embedded)
+    from qa.library import Library, load_documents
+
+    s = Settings(data_dir=tmp_path)
+    lib = Library()
+    gen = index_mod.build(s, service.embedder, load_documents(s, lib), lib, previous=data, progress=False)
+    assert (gen / "dense.faiss").is_file() and (gen / "dense_windows.faiss").is_file()
+    loaded = index_mod.load(gen)
+    assert type(loaded.dense).__name__ == "IndexIVFFlat" and loaded.dense.nprobe == index_mod.IVF_NPROBE
