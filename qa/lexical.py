@@ -48,6 +48,15 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
+def content_words(text: str) -> list[tuple[str, str]]:
+    """(word, part of speech) of the question's content words, jieba precise mode."""
+    import jieba.posseg as pseg
+
+    _jieba()
+    stop = stopwords()
+    return [(w, tag) for w, tag in ((p.word.strip().lower(), p.flag) for p in pseg.lcut(text)) if w and w not in stop and _WORD.search(w)]
+
+
 def bigrams(text: str) -> list[str]:
     """Character bigrams of the letters and digits: matches colloquial wording half-way
     (近视率 ~ 近视防控, 无证补习班 ~ 无证培训机构) where whole words differ."""

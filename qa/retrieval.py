@@ -30,10 +30,11 @@ W_DENSE = 1.0
 W_LEXICAL = 0.5
 W_BIGRAM = 0.5
 PREFER = 1.5
-# no-answer calibration (dev set, see README "Retrieval quality")
+# no-answer calibration (dev + project questions, see README "Retrieval quality", bench/calibrate.py)
 NO_ANSWER_FLOOR = 0.80  # below this cosine nothing in the corpus is about the question
-NO_ANSWER_COSINE = 0.8825  # below this, a question whose key words the corpus never uses
-NO_ANSWER_UNKNOWN = 0.35  # (IDF-weighted share) is not answered by it. Calibrated: bench/calibrate.py
+NO_ANSWER_COSINE = 0.90  # below this, a question that names a thing the corpus never mentions
+NO_ANSWER_UNKNOWN = 0.2  # (share of its content words that are such nouns) is not answered by it
+NOUN_TAGS = ("n", "vn", "j", "eng")  # jieba POS prefixes of names of things (n, nr, ns, nt, nz, …)
 
 
 @dataclass
@@ -141,18 +142,28 @@ class Retriever:
             return (W_DENSE + W_LEXICAL + W_BIGRAM) / (RRF_K + 1)
         return W_DENSE + W_LEXICAL + W_BIGRAM
 
-    def unknown_share(self, question: str, q_tokens: list[str]) -> float:
-        """IDF-weighted share of the question's words that the corpus never uses;
-        a word covered by the synonym lexicon counts as known."""
-        words = set(q_tokens)
+    def unknown_nouns(self, question: str) -> tuple[float, list[str]]:
+        """(share, words): the question's content words (jieba precise mode, with part of
+        speech) that are nouns of two or more characters the corpus text never contains
+        (a single character such as 娃 says too little to rule a question out). Precise mode matters: search
+        mode would cut 研究生 into 研究 + 研究生, and the known fragment would hide that the
+        corpus never mentions graduate students. A word the synonym lexicon maps counts as known."""
+        from .lexical import content_words
+
+        words = content_words(question)
         if not words:
-            return 1.0
+            return 0.0, []
         everyday = [e for e, _ in synonyms() if e in question]
-        weights = {t: self.idf.get(t, self.default_idf) for t in words}
-        unknown = sum(
-            w for t, w in weights.items() if t not in self.idf and not any(t in e or e in t for e in everyday)
-        )
-        return unknown / sum(weights.values())
+        text = self._corpus_text()
+        unknown = [w for w, tag in words if tag.startswith(NOUN_TAGS) and len(w) >= 2 and w not in text
+                   and not any(w in e or e in w for e in everyday)]
+        return len(unknown) / len(words), unknown
+
+    def _corpus_text(self) -> str:
+        text = getattr(self, "_text", None)
+        if text is None:
+            text = self._text = "\n".join(c.section + "\n" + c.text for c in self.chunks).lower()
+        return text
 
     # --------------------------------------------------------------- search
     def search(self, question: str, top_k: int = 5, filters: dict | None = None) -> SearchResult:
@@ -215,7 +226,7 @@ class Retriever:
             if len(picked) >= top_k:
                 break
         top_cos = float(dense[allowed].max()) if allowed.any() else 0.0
-        unknown = self.unknown_share(question, q_tokens)
+        unknown, nouns = self.unknown_nouns(question)
         no_answer = best is None or top_cos < NO_ANSWER_FLOOR or (
             top_cos < self.no_answer_cosine and unknown >= NO_ANSWER_UNKNOWN
         )
@@ -223,7 +234,7 @@ class Retriever:
             question,
             picked,
             no_answer,
-            {"top_cosine": round(top_cos, 4), "unknown_share": round(unknown, 4)},
+            {"top_cosine": round(top_cos, 4), "unknown_nouns": round(unknown, 4), "nouns_not_in_corpus": nouns},
             lex_tokens,
         )
 

@@ -194,3 +194,18 @@ def test_large_indexes_switch_to_ivf_and_keep_finding_the_passage(service, monke
     assert (gen / "dense.faiss").is_file() and (gen / "dense_windows.faiss").is_file()
     loaded = index_mod.load(gen)
     assert type(loaded.dense).__name__ == "IndexIVFFlat" and loaded.dense.nprobe == index_mod.IVF_NPROBE
+
+
+@pytest.mark.parametrize("question, missing", [("医保报销比例是多少", "医保"), ("小区物业费怎么交", "物业费"),
+                                               ("博士生导师怎么遴选", "博士生")])
+def test_a_question_about_something_the_corpus_never_names_is_no_answer(service, question, missing):
+    r = service.retriever.search(question, top_k=3)
+    assert r.no_answer and missing in r.confidence["nouns_not_in_corpus"]
+    assert service.ask(question)["answer"] == NO_ANSWER_TEXT
+
+
+@pytest.mark.parametrize("question", ["娃上幼儿园难不难", "小学生每天作业多长时间", "老师私下收钱给学生补课怎么处理", "幼师待遇怎么样"])
+def test_colloquial_questions_the_corpus_answers_are_not_refused(service, question):
+    """Single characters, question phrases and everyday words the lexicon maps never count as unknown."""
+    r = service.retriever.search(question, top_k=3)
+    assert not r.no_answer, r.confidence
