@@ -118,7 +118,6 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-cold", action="store_true", help="skip the cold index build (about 30 s)")
     args = ap.parse_args(argv)
 
-    import numpy as np
 
     from embeddings import Embedder
     from qa import index as index_mod
@@ -171,7 +170,6 @@ def main(argv=None) -> int:
         for q in qs:
             cached.ask(q)
         ours["ask_in_process_repeated_question"] = summary(timed_each(lambda q: cached.ask(q), qs, 3))
-        del torch_emb, svc, cached
 
         # ---------------------------------------------------------------- HTTP
         proc, base, warm_start = start_serve(data_dir, base_settings.models_dir)

@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -76,10 +77,11 @@ def ensure_onnx(models_dir: Path, model_dir: Path, model_id: str, int8: bool, pr
     if int8:
         if show:
             print("quantising the ONNX model to int8 (once, about 10 s)…", file=sys.stderr)
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
         tmp = out / f".tmp-{name}.{os.getpid()}"
-        quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+        with _quiet_root_logger():  # onnxruntime.quantization calls logging.basicConfig on import
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
         os.replace(tmp, out / name)
         stamp[name] = (out / name).stat().st_size
     tmp = out / f".export.json.{os.getpid()}"
@@ -88,13 +90,29 @@ def ensure_onnx(models_dir: Path, model_dir: Path, model_id: str, int8: bool, pr
     return out / name
 
 
+@contextmanager
+def _quiet_root_logger():
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 def _export(model_dir: Path, target: Path, cfg: dict) -> None:
     import logging
     import warnings
 
     import torch
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     model = AutoModel.from_pretrained(str(model_dir)).eval()
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     pooling, normalize = cfg["pooling"], cfg["normalize"]

@@ -307,3 +307,24 @@ def test_markdown_markup_is_removed_but_offsets_still_cite_the_original():
     assert [c.section for c in chunks] == ["一、招生入学", "二、教师队伍"]
     assert "今年新增学位500个。" in chunks[0].text and "*" not in chunks[0].text and "#" not in chunks[1].text
     assert md[chunks[1].start : chunks[1].end] == "二、教师队伍\n\n> 招聘新教师80名。"
+
+
+def test_a_running_server_picks_up_documents_added_by_another_process(tmp_path, settings, embedder, monkeypatch):
+    import time
+
+    import server.app as app_mod
+
+    shutil.copytree(settings.data_dir / "index", tmp_path / "index")
+    s = Settings(data_dir=tmp_path, model_cache=TEST_DATA / "models")
+    monkeypatch.setattr(app_mod, "RECHECK_S", 0.0)
+    with TestClient(app_mod.create_app(s, background=False)) as c:
+        assert len(c.get("/documents").json()) == 5
+        manage.add(s, embedder, [("某县.txt", COUNTY.encode())], progress=False)  # as `qa add` would
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ids = [d["doc_id"] for d in c.get("/documents").json()]  # a request notices, a thread reloads
+            if "某县" in ids:
+                break
+            time.sleep(0.05)
+        assert "某县" in ids
+        assert c.post("/ask", json={"question": "某县课后服务参与率"}).json()["passages"][0]["citation"]["doc_id"] == "某县"
