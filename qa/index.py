@@ -395,13 +395,13 @@ def ensure(settings, embedder, rebuild: bool = False, progress: bool | None = No
     """Load the live index, building or refreshing it when missing, stale or damaged.
     A refresh re-embeds only documents that changed; `rebuild` re-embeds everything."""
     if not rebuild:
-        data, current = _load_live(settings, embedder)
+        data, current = load_live(settings, embedder)
         if current:
             return data
     with writer_lock(settings):
         previous = None
         if not rebuild:
-            previous, current = _load_live(settings, embedder, quiet=True)  # another process may have just built it
+            previous, current = load_live(settings, embedder, quiet=True)  # another process may have just built it
             if current:
                 return previous
         library = committed_library(settings)
@@ -409,7 +409,7 @@ def ensure(settings, embedder, rebuild: bool = False, progress: bool | None = No
         return load(build(settings, embedder, docs, library, previous=previous, progress=progress))
 
 
-def _load_live(settings, embedder, quiet: bool = False) -> tuple[IndexData | None, bool]:
+def load_live(settings, embedder, quiet: bool = False) -> tuple[IndexData | None, bool]:
     """(the live index, whether it matches the corpus and model). A stale but intact
     index is still returned, for its vectors; a damaged one is reported and dropped."""
     gen = current_generation(settings.index_dir)

@@ -185,13 +185,18 @@ def load_documents(settings, library: Library) -> list[Document]:
     seeds = load_corpus(settings.corpus_dir) if settings.corpus_dir else []
     docs = {d.doc_id: d for d in seeds if d.doc_id not in library.removed and d.doc_id not in library.uploads}
     for doc_id, entry in library.uploads.items():
-        path = blob_path(settings, entry)
-        try:
-            data = path.read_bytes()
-        except OSError:
-            raise CorpusError(f"the original of {doc_id!r} ({path}) is missing; add the document again") from None
-        docs[doc_id] = parse_document(decode_upload(data, doc_id + Path(entry["file"]).suffix), doc_id)
+        docs[doc_id] = parse_document(upload_text(settings, doc_id, entry), doc_id)
     return [docs[k] for k in sorted(docs)]
+
+
+def upload_text(settings, doc_id: str, entry: dict) -> str:
+    """The decoded text of a stored original (what its citations index)."""
+    path = blob_path(settings, entry)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise CorpusError(f"the original of {doc_id!r} ({path}) is missing; add the document again") from None
+    return decode_upload(data, doc_id + path.suffix)
 
 
 def source_texts(settings, library: Library) -> dict[str, str]:
@@ -204,11 +209,7 @@ def source_texts(settings, library: Library) -> dict[str, str]:
             if p.suffix in (".txt", ".md") and p.is_file() and p.stem not in library.removed:
                 texts[p.stem] = decode(p.read_bytes(), p.name)
     for doc_id, entry in library.uploads.items():
-        path = blob_path(settings, entry)
-        try:
-            texts[doc_id] = decode_upload(path.read_bytes(), doc_id + path.suffix)
-        except OSError:
-            raise CorpusError(f"the original of {doc_id!r} ({path}) is missing; add the document again") from None
+        texts[doc_id] = upload_text(settings, doc_id, entry)
     return texts
 
 

@@ -21,7 +21,7 @@ def add(settings, embedder, files: list[tuple[str, bytes]], progress: bool | Non
     if len(set(names)) != len(names):
         raise QAError("two files in one request would get the same document id")
     with index_mod.writer_lock(settings):
-        previous, _ = index_mod._load_live(settings, embedder)
+        previous, _ = index_mod.load_live(settings, embedder)
         library = (previous.library if previous else index_mod.committed_library(settings)).copy()
         current_docs = previous.docs if previous else {}
         results = []
@@ -52,7 +52,7 @@ def remove(settings, embedder, doc_id: str, progress: bool | None = None):
     from . import index as index_mod
 
     with index_mod.writer_lock(settings):
-        previous, _ = index_mod._load_live(settings, embedder)
+        previous, _ = index_mod.load_live(settings, embedder)
         library = (previous.library if previous else index_mod.committed_library(settings)).copy()
         known = set(previous.docs) if previous else {d.doc_id for d in load_documents(settings, library)}
         if doc_id not in known:
