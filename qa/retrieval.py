@@ -1,40 +1,52 @@
-"""Hybrid search: dense (FAISS) + lexical (BM25 over jieba tokens), fused.
+"""Hybrid search: dense (FAISS) + lexical (BM25 over jieba tokens), fused, then a
+decision whether the passages answer the question at all.
 
-The scoring, step by step:
-1. dense cosine of every chunk (exact inner product on normalised vectors),
-   taken as the better of the whole chunk and its best sentence window;
-2. BM25 of every chunk over jieba search-mode tokens, and over character bigrams;
-3. weighted fusion of the min-max normalised scores (weights below; reciprocal
-   rank fusion is kept as an option and measured in the README's ablation);
-4. when the question names a region or a year the corpus knows, chunks of the
-   matching documents are preferred (score × PREFER);
+For each question, parsed once by `qa.query` (Simplified, half width, language,
+places, years):
+1. scope: a question about a place or period no document covers is "not in the
+   corpus" with its reason (`qa.scope`); the documents it points at are preferred;
+2. dense cosine of every chunk (exact inner product on normalised vectors), the
+   better of the whole chunk and its best sentence window: cross-lingual, so an
+   English question meets the Chinese passages here;
+3. BM25 over jieba search-mode tokens and over character bigrams; an English
+   question's words reach the documents' vocabulary through CC-CEDICT;
+4. weighted fusion of the min-max normalised signals, plus a bonus for the
+   documents the question points at; weights are fitted on the train split
+   (`bench/fit.py`, `qa/data/params.json`);
 5. filters restrict, overlapping chunks are de-duplicated, the top_k returned;
-6. "not in the corpus" when the top chunk's dense cosine and its lexical
-   coverage of the question both fall short (calibrated on the dev set).
+6. answerability: a logistic model over the top cosine, its margin, the share of
+   the question's words the best passage contains and the share it names that the
+   corpus never does gives `confidence`; below the fitted threshold the reply is
+   "not in the corpus" (low_relevance).
 """
 from __future__ import annotations
 
+import json
 import math
-import re
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
 from .errors import QAError
-from .lexical import bigrams, expand, synonyms, tokenize
+from .lexical import Bilingual, bigrams, content_words, expand, synonyms, tokenize
+from .query import Query, parse
 from .records import Chunk
 
 RRF_K = 60
-W_DENSE = 1.0
-W_LEXICAL = 0.5
-W_BIGRAM = 0.5
-PREFER = 1.5
-# no-answer calibration (dev + project questions, see README "Retrieval quality", bench/calibrate.py)
-NO_ANSWER_FLOOR = 0.80  # below this cosine nothing in the corpus is about the question
-NO_ANSWER_COSINE = 0.90  # below this, a question that names a thing the corpus never mentions
-NO_ANSWER_UNKNOWN = 0.2  # (share of its content words that are such nouns) is not answered by it
+PARAMS = Path(__file__).parent / "data" / "params.json"
 NOUN_TAGS = ("n", "vn", "j", "eng")  # jieba POS prefixes of names of things (n, nr, ns, nt, nz, …)
+FEATURES = ("top_cosine", "cosine_margin", "coverage", "unknown", "english")
+
+
+def _fitted() -> dict:
+    try:
+        return json.loads(PARAMS.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 @dataclass
@@ -46,6 +58,21 @@ class Options:
     fusion: str = "weighted"  # weighted | rrf
     prefer_region_year: bool = True
     synonyms: bool = True  # everyday words -> official terms, for the lexical signals
+    bilingual: bool = True  # English words -> the corpus's Chinese words (CC-CEDICT), for the lexical signals
+    scope: bool = True  # out-of-scope place/period -> no answer
+    w_dense: float = 1.0
+    w_lexical: float = 0.5
+    w_bigram: float = 0.5
+    prefer: float = 0.5  # added to the fused score of the documents the question points at
+    w_lexical_en: float = 0.25  # lexical weights for English questions (the dictionary is noisy)
+    answerability: dict | None = None  # {"weights": {feature: w}, "bias": b, "threshold": t}
+
+    @classmethod
+    def fitted(cls, **overrides) -> "Options":
+        """Defaults, then what bench/fit.py fitted on the train split, then overrides."""
+        p = _fitted()
+        base = {k: v for k, v in p.get("fusion", {}).items() if k in cls.__dataclass_fields__}
+        return cls(**{**base, "answerability": p.get("answerability"), **overrides})
 
 
 @dataclass
@@ -57,12 +84,30 @@ class Candidate:
 
 
 @dataclass
+class Signals:
+    question: str
+    resolved: str
+    query: Query
+    verdict: object  # qa.scope.Verdict
+    lex_tokens: list[str]
+    dense: np.ndarray
+    lexical: np.ndarray
+    bigram: np.ndarray
+
+
+@dataclass
 class SearchResult:
     question: str
     candidates: list[Candidate]
     no_answer: bool
     confidence: dict = field(default_factory=dict)
     query_tokens: list[str] = field(default_factory=list)
+    query: Query | None = None
+    reason: str | None = None  # out_of_scope_place | out_of_scope_period | low_relevance | None
+    message: str = ""  # what to tell the user when there is no answer
+    probability: float = 1.0  # calibrated confidence that the passages answer the question
+    features: dict = field(default_factory=dict)
+    resolved_question: str = ""
 
 
 FILTER_KEYS = {"doc_id", "region", "year"}
@@ -70,12 +115,14 @@ DENSE_CANDIDATES = 1000  # dense hits scored per question; the seeds (208 chunks
 
 
 class Retriever:
-    def __init__(self, data, embedder, options: Options | None = None, no_answer_cosine: float | None = None):
+    def __init__(self, data, embedder, options: Options | None = None, no_answer_threshold: float | None = None,
+                 texts: dict[str, str] | None = None):
         self.data = data
         self.embedder = embedder
-        self.options = options or Options()
+        self.options = options or Options.fitted()
+        if no_answer_threshold is not None and self.options.answerability:
+            self.options.answerability = {**self.options.answerability, "threshold": no_answer_threshold}
         self.chunks: list[Chunk] = data.chunks
-        self.no_answer_cosine = NO_ANSWER_COSINE if no_answer_cosine is None else no_answer_cosine
         self.doc_of = np.array([c.doc_id for c in self.chunks])
         tokens = [set(ts) for ts in data.tokens]
         df = Counter(t for ts in tokens for t in ts)
@@ -83,31 +130,27 @@ class Retriever:
         self.idf = {t: math.log(1 + (n - k + 0.5) / (k + 0.5)) for t, k in df.items()}
         self.default_idf = math.log(1 + (n + 0.5) / 0.5)
         self.chunk_tokens = tokens
-        self._names = self._known_names()
+        self._texts = texts
+        self._bilingual_lock = threading.Lock()
 
     # -------------------------------------------------------------- helpers
-    def _known_names(self) -> dict[str, set[str]]:
-        """doc_id -> region/city names a question may use for it (海门区, 海门, 南通市, 南通)."""
-        names: dict[str, set[str]] = {}
-        for doc_id, meta in self.data.docs.items():
-            s = set()
-            for key in ("region", "city"):
-                v = meta.get(key)
-                if v:
-                    s.add(v)
-                    if len(v) >= 3:
-                        s.add(v[:-1])
-            names[doc_id] = s
-        return names
+    @cached_property
+    def scope(self):
+        from .scope import Scope
 
-    def mentioned(self, question: str) -> set[str]:
-        """Documents the question points at by region or year."""
-        by_region = {d for d, ns in self._names.items() if any(n in question for n in ns)}
-        years = {int(y) for y in re.findall(r"(?<!\d)((?:19|20)\d{2})(?!\d)", question)}
-        by_year = {d for d, m in self.data.docs.items() if years & set(m.get("years", []))}
-        if by_region and by_year:
-            return (by_region & by_year) or by_region
-        return by_region or by_year
+        texts = self._texts
+        if texts is None:
+            texts = {}
+            for c in self.chunks:
+                texts[c.doc_id] = texts.get(c.doc_id, "") + c.text + "\n"
+        return Scope(self.data.docs, texts)
+
+    @property
+    def bilingual(self) -> Bilingual:
+        with self._bilingual_lock:
+            if getattr(self, "_bilingual", None) is None:
+                self._bilingual = Bilingual(set(self.idf))
+            return self._bilingual
 
     def _allowed(self, filters: dict | None) -> np.ndarray:
         mask = np.ones(len(self.chunks), dtype=bool)
@@ -137,23 +180,30 @@ class Retriever:
 
     @property
     def max_score(self) -> float:
-        """The fused score of a chunk that is first on every signal: scales `score` into 0..1."""
-        if self.options.fusion == "rrf":
-            return (W_DENSE + W_LEXICAL + W_BIGRAM) / (RRF_K + 1)
-        return W_DENSE + W_LEXICAL + W_BIGRAM
+        """The fused score of a chunk that is first on every signal and in a document the
+        question points at: scales `score` into 0..1."""
+        o = self.options
+        if o.fusion == "rrf":
+            return (o.w_dense + o.w_lexical + o.w_bigram) / (RRF_K + 1) + o.prefer
+        return o.w_dense + o.w_lexical + o.w_bigram + o.prefer
 
-    def unknown_nouns(self, question: str) -> tuple[float, list[str]]:
-        """(share, words): the question's content words (jieba precise mode, with part of
-        speech) that are nouns of two or more characters the corpus text never contains
-        (a single character such as 娃 says too little to rule a question out). Precise mode matters: search
-        mode would cut 研究生 into 研究 + 研究生, and the known fragment would hide that the
-        corpus never mentions graduate students. A word the synonym lexicon maps counts as known."""
-        from .lexical import content_words
-
-        words = content_words(question)
+    def unknown_words(self, query: Query) -> tuple[float, list[str]]:
+        """(share, words) of the question's content words that this corpus never uses.
+        Chinese: nouns of two or more characters (jieba precise mode with part of speech)
+        that the corpus text never contains: precise mode matters, search mode would cut
+        研究生 into 研究 + 研究生 and the known fragment would hide that the corpus never
+        mentions graduate students; a word the synonym lexicon maps counts as known.
+        English: content words with no dictionary translation into the corpus's words."""
+        if query.language == "en":
+            words = [w for w in _en_words(query.text)]
+            if not words:
+                return 0.0, []
+            unknown = [w for w in words if not self.bilingual.translate(w)]
+            return len(unknown) / len(words), unknown
+        words = content_words(query.text)
         if not words:
             return 0.0, []
-        everyday = [e for e, _ in synonyms() if e in question]
+        everyday = [e for e, _ in synonyms() if e in query.text]
         text = self._corpus_text()
         unknown = [w for w, tag in words if tag.startswith(NOUN_TAGS) and len(w) >= 2 and w not in text
                    and not any(w in e or e in w for e in everyday)]
@@ -165,16 +215,40 @@ class Retriever:
             text = self._text = "\n".join(c.section + "\n" + c.text for c in self.chunks).lower()
         return text
 
-    # --------------------------------------------------------------- search
-    def search(self, question: str, top_k: int = 5, filters: dict | None = None) -> SearchResult:
+    def lexical_query(self, query: Query) -> tuple[list[str], list[str]]:
+        """(jieba tokens, character bigrams) the lexical signals search for."""
         opts = self.options
+        text = query.text
+        extra = []
+        if opts.synonyms:
+            e = expand(text)
+            if e:
+                extra.append(e)
+        if opts.bilingual and query.language != "zh":
+            extra.append(" ".join(self.bilingual.translate(text)))
+        tokens = tokenize(text) + [t for e in extra for t in tokenize(e)]
+        grams = bigrams(text) + [g for e in extra for w in e.split() for g in bigrams(w)]
+        return tokens, grams
+
+    def coverage(self, tokens: list[str], i: int) -> float:
+        """IDF-weighted share of the question's tokens that chunk i contains."""
+        q = set(tokens)
+        if not q:
+            return 0.0
+        total = sum(self.idf.get(t, self.default_idf) for t in q)
+        return sum(self.idf.get(t, self.default_idf) for t in q & self.chunk_tokens[i]) / total
+
+    # --------------------------------------------------------------- search
+    def signals(self, question: str, history: list[str] | None = None) -> "Signals":
+        """Everything about a question that does not depend on fusion weights or filters."""
+        from .conversation import resolve
+
+        resolved = resolve(question, history or [], self.scope) if history else question
+        verdict = self.scope.check(parse(resolved))
+        query = verdict.query
+        lex_tokens, q_bigrams = self.lexical_query(query)
         n = len(self.chunks)
-        allowed = self._allowed(filters)
-        extra = expand(question) if opts.synonyms else ""
-        q_tokens = tokenize(question)
-        lex_tokens = q_tokens + tokenize(extra) if extra else q_tokens
-        # the dense cosine is computed even when fusion ignores it: it drives the no-answer decision
-        q = self.embedder.encode_queries([question])
+        q = self.embedder.encode_queries([query.text])
         # dense scores of the best DENSE_CANDIDATES chunks (all of them at the seeds' size); the
         # rest get the lowest score retrieved, so min-max fusion puts them at the bottom
         k = min(n, DENSE_CANDIDATES)
@@ -182,7 +256,7 @@ class Retriever:
         found = I[0] >= 0
         dense = np.full(n, D[0][found][-1] if k < n and found.any() else 0.0, dtype=np.float32)
         dense[I[0][found]] = D[0][found]
-        if opts.windows:
+        if self.options.windows:
             m = self.data.dense_windows.ntotal
             Dw, Iw = self.data.dense_windows.search(q, min(m, 3 * DENSE_CANDIDATES))
             ok = Iw[0] >= 0
@@ -191,28 +265,46 @@ class Retriever:
             dense = np.maximum(dense, best_window)
         zeros = np.zeros(n, dtype=np.float32)
         lexical = np.asarray(self.data.bm25.get_scores(lex_tokens), dtype=np.float32) if lex_tokens else zeros
-        q_bigrams = bigrams(question) + (bigrams(extra) if extra else [])
         bigram = np.asarray(self.data.bm25_bigrams.get_scores(q_bigrams), dtype=np.float32) if q_bigrams else zeros
-        signals = [(W_DENSE, dense, opts.dense), (W_LEXICAL, lexical, opts.lexical), (W_BIGRAM, bigram, opts.bigrams)]
+        return Signals(question, resolved, query, verdict, lex_tokens, dense, lexical, bigram)
 
-        score = np.zeros(n, dtype=np.float64)
-        for weight, x, used in signals:
+    def fuse(self, sig: "Signals", options: Options | None = None) -> np.ndarray:
+        """The fused score of every chunk (before filters)."""
+        opts = options or self.options
+        english = sig.query.language == "en"
+        w_lex = opts.w_lexical_en if english else opts.w_lexical
+        w_bi = opts.w_lexical_en if english else opts.w_bigram
+        score = np.zeros(len(self.chunks), dtype=np.float64)
+        for weight, x, used in ((opts.w_dense, sig.dense, opts.dense), (w_lex, sig.lexical, opts.lexical),
+                                (w_bi, sig.bigram, opts.bigrams)):
             if not used:
                 continue
             if opts.fusion == "rrf":
                 score += np.where(x > 0, weight / (RRF_K + _ranks(x)), 0.0)
             else:
                 score += weight * _minmax(x)
-        if opts.prefer_region_year:
-            pointed = self.mentioned(question)
-            if pointed:
-                score = np.where(np.isin(self.doc_of, list(pointed)), score * PREFER, score)
-        score = np.where(allowed, score, -np.inf)
+        if opts.prefer_region_year and sig.verdict.docs:
+            score = np.where(np.isin(self.doc_of, list(sig.verdict.docs)), score + opts.prefer, score)
+        return score
 
+    def features(self, sig: "Signals", best: int | None, allowed: np.ndarray) -> dict:
+        """What the answerability model sees."""
+        dense = np.sort(sig.dense[allowed])[::-1] if allowed.any() else np.zeros(1, dtype=np.float32)
+        unknown, words = self.unknown_words(sig.query)
+        return {
+            "top_cosine": float(dense[0]),
+            "cosine_margin": float(dense[0] - dense[min(9, len(dense) - 1)]),
+            "coverage": self.coverage(sig.lex_tokens, best) if best is not None else 0.0,
+            "unknown": unknown,
+            "english": 1.0 if sig.query.language == "en" else 0.0,
+            "words_not_in_corpus": words,
+        }
+
+    def top(self, score: np.ndarray, top_k: int) -> list[int]:
+        """Rows of the best chunks, highest first, skipping any that overlaps one already taken."""
         order = np.argsort(-score, kind="stable")
-        picked: list[Candidate] = []
+        out: list[int] = []
         spans: dict[str, list[tuple[int, int]]] = {}
-        best = None
         for i in order:
             if not np.isfinite(score[i]):
                 break
@@ -220,23 +312,65 @@ class Retriever:
             if any(c.start < b and a < c.end for a, b in spans.get(c.doc_id, [])):
                 continue  # overlaps a chunk already returned
             spans.setdefault(c.doc_id, []).append((c.start, c.end))
-            if best is None:
-                best = i
-            picked.append(Candidate(c, float(score[i]), float(dense[i]), float(lexical[i])))
-            if len(picked) >= top_k:
+            out.append(int(i))
+            if len(out) >= top_k:
                 break
-        top_cos = float(dense[allowed].max()) if allowed.any() else 0.0
-        unknown, nouns = self.unknown_nouns(question)
-        no_answer = best is None or top_cos < NO_ANSWER_FLOOR or (
-            top_cos < self.no_answer_cosine and unknown >= NO_ANSWER_UNKNOWN
-        )
+        return out
+
+    def search(self, question: str, top_k: int = 5, filters: dict | None = None,
+               history: list[str] | None = None, signals: "Signals | None" = None) -> SearchResult:
+        allowed = self._allowed(filters)
+        sig = signals or self.signals(question, history)
+        score = np.where(allowed, self.fuse(sig), -np.inf)
+        top = self.top(score, top_k)
+        picked = [Candidate(self.chunks[i], float(score[i]), float(sig.dense[i]), float(sig.lexical[i])) for i in top]
+        best = top[0] if top else None
+        features = self.features(sig, best, allowed)
+        probability = self.answerable(features)
+        reason, message = None, ""
+        if best is None:
+            reason = "no_passages"
+        elif self.options.scope and sig.verdict.reason:
+            reason, message = sig.verdict.reason, sig.verdict.message
+        elif probability < self.threshold:
+            reason = "low_relevance"
         return SearchResult(
             question,
             picked,
-            no_answer,
-            {"top_cosine": round(top_cos, 4), "unknown_nouns": round(unknown, 4), "nouns_not_in_corpus": nouns},
-            lex_tokens,
+            reason is not None,
+            {"top_cosine": round(features["top_cosine"], 4), "unknown_words": round(features["unknown"], 4),
+             "words_not_in_corpus": features["words_not_in_corpus"]},
+            sig.lex_tokens,
+            query=sig.query,
+            reason=reason,
+            message=message,
+            probability=probability if reason in (None, "low_relevance") else 0.0,
+            features=features,
+            resolved_question=sig.resolved,
         )
+
+    # -------------------------------------------------------- answerability
+    @property
+    def threshold(self) -> float:
+        a = self.options.answerability
+        return float(a["threshold"]) if a else 0.5
+
+    def answerable(self, features: dict) -> float:
+        """Calibrated probability that the best passages answer the question (logistic
+        model fitted by bench/fit.py on the train split); without a fitted model, the
+        old rule as a step: cosine ≥ 0.80 and few unknown nouns."""
+        a = self.options.answerability
+        if not a:
+            ok = features["top_cosine"] >= 0.80 and not (features["top_cosine"] < 0.90 and features["unknown"] >= 0.2)
+            return 0.75 if ok else 0.25
+        z = a["bias"] + sum(a["weights"][f] * (features[f] - a["mean"][f]) / a["scale"][f] for f in FEATURES)
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+def _en_words(text: str) -> list[str]:
+    from .lexical import _EN_STOP, _EN_WORD
+
+    return [w for w in _EN_WORD.findall(text.lower()) if w not in _EN_STOP and len(w) >= 3]
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:

@@ -38,23 +38,25 @@ class Service:
         from .library import source_texts
         from .retrieval import Retriever
 
-        retriever = Retriever(data, embedder, no_answer_cosine=settings.no_answer_threshold)
-        return cls(settings, embedder, data, retriever, source_texts(settings, data.library))
+        sources = source_texts(settings, data.library)
+        retriever = Retriever(data, embedder, no_answer_threshold=settings.no_answer_threshold, texts=sources)
+        return cls(settings, embedder, data, retriever, sources)
 
-    def ask(self, question: str, top_k: int | None = None, filters: dict | None = None) -> dict:
+    def ask(self, question: str, top_k: int | None = None, filters: dict | None = None,
+            history: list[str] | None = None) -> dict:
         """The /ask body. Answers are cached per snapshot (a new index is a new Service,
         so an upload never serves a stale cached answer)."""
         from .answer import ask
 
         t0 = time.perf_counter()
         top_k = top_k or self.settings.top_k
-        key = json.dumps([question, top_k, filters], ensure_ascii=False, sort_keys=True)
+        key = json.dumps([question, top_k, filters, history or []], ensure_ascii=False, sort_keys=True)
         with self._cache_lock:
             body = self._cache.get(key) if self.settings.answer_cache else None
             if body is not None:
                 self._cache.move_to_end(key)
         if body is None:
-            body = ask(self.retriever, question, top_k=top_k, filters=filters)
+            body = ask(self.retriever, question, top_k=top_k, filters=filters, history=history)
             with self._cache_lock:
                 self._cache[key] = body
                 while len(self._cache) > self.settings.answer_cache:

@@ -1,0 +1,223 @@
+"""Fit what retrieval learns, on the train split of the project's own questions only,
+and report it on the test split and leave-one-document-out.
+
+    python bench/fit.py            # fit on train, write qa/data/params.json, print figures
+    python bench/fit.py --check    # print figures only (LODO included), write nothing
+
+What is fitted:
+1. fusion weights (lexical, bigram, English lexical, the bonus for the documents a
+   question points at): a grid, maximising MRR@10 of the answerable questions;
+2. the answerability model: logistic regression (L2) over FEATURES of the best
+   passage, on answerable questions (label 1) and unanswerable ones that the scope
+   check does not already catch (label 0); its threshold is the highest that keeps
+   false no-answers at most 2% of the answerable training questions.
+
+Leave-one-document-out: for each document, everything is fitted again without the
+questions of that document (and without the unanswerable questions that imitate
+it), then scored on them, so the figure says what a newly uploaded document gets.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from qa.evaluate import load_questions, load_split, own_files  # noqa: E402
+from qa.retrieval import FEATURES, PARAMS, Options  # noqa: E402
+from qa.text import squash  # noqa: E402
+
+GRID = {
+    "w_lexical": (0.25, 0.5, 0.75, 1.0),
+    "w_bigram": (0.0, 0.25, 0.5, 0.75),
+    "w_lexical_en": (0.0, 0.15, 0.3, 0.5),
+    "prefer": (0.25, 0.5, 1.0),
+}
+MAX_FALSE = 0.02  # false no-answers allowed on the training questions
+
+
+def prepare(svc, questions):
+    r = svc.retriever
+    rows = []
+    for q in questions:
+        sig = r.signals(q["question"], q.get("history") or None)
+        rows.append({**q, "sig": sig, "want": squash(q["evidence"]) if q["evidence"] else None})
+    return rows
+
+
+def rank(r, row, opts, sources) -> int | None:
+    score = r.fuse(row["sig"], opts)
+    for n, i in enumerate(r.top(score, 10), 1):
+        c = r.chunks[i]
+        if row["want"] in squash(sources[c.doc_id][c.start : c.end]):
+            return n
+    return None
+
+
+def fit_fusion(r, rows, sources, base: Options) -> tuple[Options, float]:
+    ans = [x for x in rows if x["want"]]
+    best, best_mrr = base, -1.0
+    for values in itertools.product(*GRID.values()):
+        opts = replace(base, **dict(zip(GRID, values)))
+        mrr = sum(1 / k for k in (rank(r, x, opts, sources) for x in ans) if k) / max(1, len(ans))
+        if mrr > best_mrr + 1e-9:
+            best, best_mrr = opts, mrr
+    return best, best_mrr
+
+
+def features(r, rows, opts):
+    r.options = opts
+    out = []
+    for x in rows:
+        res = r.search(x["question"], top_k=10, signals=x["sig"])
+        out.append([res.features[f] for f in FEATURES])
+    return np.array(out, dtype=np.float64)
+
+
+def fit_logistic(X, y, l2: float = 1.0, iters: int = 50) -> dict:
+    mean, scale = X.mean(0), X.std(0) + 1e-9
+    Z = np.hstack([(X - mean) / scale, np.ones((len(X), 1))])
+    w = np.zeros(Z.shape[1])
+    reg = np.full(Z.shape[1], l2)
+    reg[-1] = 0.0
+    for _ in range(iters):  # Newton's method
+        p = 1 / (1 + np.exp(-Z @ w))
+        g = Z.T @ (p - y) + reg * w
+        H = (Z * (p * (1 - p))[:, None]).T @ Z + np.diag(reg)
+        w -= np.linalg.solve(H, g)
+    prob = 1 / (1 + np.exp(-Z @ w))
+    pos = np.sort(prob[y == 1])
+    k = int(np.floor(MAX_FALSE * len(pos)))
+    threshold = float(pos[k] - 1e-6) if len(pos) else 0.5  # at most k answerable questions fall below
+    return {
+        "weights": dict(zip(FEATURES, map(float, w[:-1]))),
+        "bias": float(w[-1]),
+        "mean": dict(zip(FEATURES, map(float, mean))),
+        "scale": dict(zip(FEATURES, map(float, scale))),
+        "threshold": round(threshold, 4),
+    }
+
+
+def fit(r, rows, sources, fusion_grid: bool = False) -> Options:
+    base = Options()
+    fusion = fit_fusion(r, rows, sources, base)[0] if fusion_grid else base
+    learn = [x for x in rows if x["want"] or not x["sig"].verdict.reason]
+    X = features(r, learn, fusion)
+    y = np.array([1.0 if x["want"] else 0.0 for x in learn])
+    return replace(fusion, answerability=fit_logistic(X, y))
+
+
+def score(r, rows, opts, sources) -> dict:
+    r.options = opts
+    ans = [x for x in rows if x["want"]]
+    none = [x for x in rows if not x["want"]]
+    ranks, flagged = [], []
+    for x in rows:
+        res = r.search(x["question"], top_k=10, signals=x["sig"])
+        if x["want"]:
+            ranks.append(rank(r, x, opts, sources))
+            flagged.append(res.no_answer)
+        else:
+            flagged.append(res.no_answer)
+    n = max(1, len(ans))
+    out = {"answerable": len(ans), "unanswerable": len(none)}
+    for k in (1, 5):
+        out[f"R@{k}"] = round(sum(1 for x in ranks if x and x <= k) / n, 3)
+    out["MRR@10"] = round(sum(1 / x for x in ranks if x) / n, 3)
+    fl_ans, fl_none = flagged[: 0], []
+    fl_ans = [f for x, f in zip(rows, flagged) if x["want"]]
+    fl_none = [f for x, f in zip(rows, flagged) if not x["want"]]
+    out["false_no_answers"] = sum(fl_ans)
+    out["no_answer_recall"] = round(sum(fl_none) / max(1, len(fl_none)), 3) if fl_none else None
+    return out
+
+
+def doc_of(x) -> str:
+    return x.get("doc") or x.get("near")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="report only; do not write qa/data/params.json")
+    ap.add_argument("--no-lodo", action="store_true", help="skip leave-one-document-out")
+    ap.add_argument("--fusion", action="store_true",
+                    help="fit the fusion weights too (measured: no gain on test or LODO, so the defaults stay)")
+    args = ap.parse_args(argv)
+
+    from qa.service import Service
+    from qa.settings import Settings
+
+    t0 = time.time()
+    svc = Service.load(Settings())
+    r, sources = svc.retriever, svc.sources
+    files = own_files()
+    split = load_split(files[0])
+    questions = [q for f in files for q in load_questions(f)]
+    rows = prepare(svc, questions)
+    train = [x for x in rows if split.get(doc_of(x)) == "train"]
+    test = [x for x in rows if split.get(doc_of(x)) == "test"]
+    print(f"{len(rows)} own questions: train {len(train)} (documents {sorted(d for d, s in split.items() if s == 'train')}), "
+          f"test {len(test)}", flush=True)
+
+    opts = fit(r, train, sources, args.fusion)
+    a = opts.answerability
+    print("fitted on train: " + ", ".join(f"{k}={getattr(opts, k)}" for k in GRID))
+    print("answerability weights (standardised features): "
+          + ", ".join(f"{f} {a['weights'][f]:+.2f}" for f in FEATURES) + f"; threshold {a['threshold']}")
+    print("defaults (not fitted):", score(r, test, Options(), sources))
+    print("train:", score(r, train, opts, sources))
+    print("test: ", score(r, test, opts, sources), flush=True)
+
+    lodo = None
+    if not args.no_lodo:
+        docs = sorted({doc_of(x) for x in rows})
+        per, held = {}, []
+        for d in docs:
+            o = fit(r, [x for x in rows if doc_of(x) != d], sources, args.fusion)
+            part = [x for x in rows if doc_of(x) == d]
+            per[d] = score(r, part, o, sources)
+            held += [(x, o) for x in part]
+            print(f"  without {d}: {per[d]}", flush=True)
+        # micro-average over every held-out question, each scored by the model fitted without its document
+        totals = {"answerable": 0, "unanswerable": 0, "r1": 0, "r5": 0, "rr": 0.0, "false": 0, "caught": 0}
+        for x, o in held:
+            res = score(r, [x], o, sources)
+            if x["want"]:
+                totals["answerable"] += 1
+                totals["r1"] += res["R@1"] * 1
+                totals["r5"] += res["R@5"] * 1
+                totals["rr"] += res["MRR@10"]
+                totals["false"] += res["false_no_answers"]
+            else:
+                totals["unanswerable"] += 1
+                totals["caught"] += res["no_answer_recall"] or 0
+        n = max(1, totals["answerable"])
+        lodo = {"R@1": round(totals["r1"] / n, 3), "R@5": round(totals["r5"] / n, 3), "MRR@10": round(totals["rr"] / n, 3),
+                "false_no_answers": totals["false"], "answerable": totals["answerable"],
+                "no_answer_recall": round(totals["caught"] / max(1, totals["unanswerable"]), 3),
+                "unanswerable": totals["unanswerable"]}
+        print("leave-one-document-out:", lodo)
+
+    if not args.check:
+        params = {
+            "fitted_on": {"split": "train", "documents": sorted(d for d, s in split.items() if s == "train"),
+                          "questions": len(train), "model_id": svc.embedder.model_id},
+            "fusion": {k: getattr(opts, k) for k in GRID} if args.fusion else {},
+            "answerability": opts.answerability,
+        }
+        PARAMS.write_text(json.dumps(params, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {PARAMS.relative_to(ROOT)}")
+    print(f"({time.time() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

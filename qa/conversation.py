@@ -1,0 +1,106 @@
+"""Follow-up questions in a conversation, made standalone before retrieval.
+
+    ["武进区2020年新建改扩建多少所学校？"] + "那惠山区呢？"  ->  "惠山区新建改扩建多少所学校？"
+    ["海门区今年对劳动教育有什么总体要求？"] + "具体怎么做？" -> "海门区 劳动教育 总体要求 具体怎么做？"
+    ["惠山区申领的那个省级规划课题叫什么？"] + "它下面的子课题是怎么分工的？"
+                                                        -> "惠山区 省级规划课题 它下面的子课题是怎么分工的？"
+
+Deterministic and fast (a parse of each turn): a question is a follow-up when it
+leans on the one before — it begins with 那/那么/还有/另外, ends with 呢, points back
+(它, 这个, 该, 其, 上述 …; it, this, that, they), or says almost nothing of its own
+once places, years and question words are taken away. A follow-up that names a new
+place or year takes the earlier question's topic with the new place or year; any
+other follow-up takes the earlier question's place, year and topic words. A question
+with a topic of its own is left alone. Greetings and thanks are left alone too.
+
+The earlier turns are resolved first, so a chain of follow-ups keeps its topic.
+`resolve` is the seam where a language model could rewrite questions later.
+"""
+from __future__ import annotations
+
+import re
+
+from .query import parse
+
+_LEAD = re.compile(r"^\s*(那么|那|还有|另外|再问|再说|然后|and|what about|how about)", re.I)
+_TAIL = re.compile(r"(呢|呐)\s*[？?。.!！]*\s*$")
+_POINT = re.compile(r"(它们|它|这个|这项|这些|这一|这种|这方面|该|此项|此|其|上述|前者|后者|那个|那项)|\b(it|its|this|that|these|those|they|them|there)\b", re.I)
+_QUESTION = re.compile(
+    r"(具体|怎么|怎样|如何|什么|哪些|哪个|哪|多少|几|是否|有没有|吗|呢|要求|措施|目标|做法|安排|规定|情况|内容|方面|还有|又|呢|那边|那里|这边|的|了|是|有|要|会|能|可以|呀|啊|吧|和|与|及|以及|请问|一下|说说|讲讲|介绍)"
+)
+_GREETING = re.compile(r"^\s*(你好|您好|嗨|哈喽|hello|hi|hey|谢谢|多谢|感谢|thanks|thank you|好的|ok|再见|bye)[\s!！。.,，~～呀啊]*$", re.I)
+_EN_GREETING = re.compile(r"^\s*(hello|hi|hey|thanks|thank you|ok|bye)\b", re.I)
+
+
+def _bare(text: str, query) -> str:
+    """What a question says of its own: without places, years, question words and punctuation."""
+    for p in query.places:
+        text = text.replace(p.name, "").replace(p.said, "")
+    text = re.sub(r"(?:19|20)\d{2}\s*(?:[—–\-~至到]\s*(?:19|20)?\d{2})?\s*(?:学年度|学年|年度|年)?", "", text)
+    for plan in ("十三五", "十四五", "十五五", "今年", "去年", "明年"):
+        text = text.replace(plan, "")
+    text = _QUESTION.sub("", text)
+    return re.sub(r"[\W_]+", "", text)
+
+
+_UNNAMED = re.compile(r"(某|该|本|全)(区|市|县)")
+_DOCUMENT = re.compile(r"(那份|这份|该)?(教育)?(工作意见|工作计划|工作要点|专项规划|发展规划|规划|意见|计划|要点)(里|中|上)?")
+
+
+def _strip_scope(text: str, query, places: bool, years: bool) -> str:
+    """The question without what ties it to one document: its places (某区 too), its years
+    and the kind of document it names (a switch to another place or year means another document)."""
+    if places:
+        for p in sorted(query.places, key=lambda p: -len(p.said)):
+            text = text.replace(p.name, "").replace(p.said, "")
+        text = _UNNAMED.sub("", text)
+    if places or years:
+        text = _DOCUMENT.sub("", text)
+    if years:
+        text = re.sub(r"(?:19|20)\d{2}\s*(?:[—–\-~至到]\s*(?:19|20)?\d{2})?\s*(?:学年度|学年|年度|年)?", "", text)
+        for plan in ("十三五", "十四五", "十五五", "今年", "去年", "明年"):
+            text = text.replace(plan, "")
+    text = re.sub(r"[“\"「『]\s*[”\"」』]", "", text)  # quotes left empty
+    return re.sub(r"^[\s，,、的在对里对于关于]+", "", text).strip()
+
+
+def is_followup(question: str) -> bool:
+    q = parse(question)
+    if _GREETING.match(q.text):
+        return False
+    if _LEAD.search(q.text) or _TAIL.search(q.text) or _POINT.search(q.text):
+        return True
+    if q.language == "en":
+        return len(re.findall(r"[A-Za-z]{3,}", q.text)) <= 3
+    return len(_bare(q.text, q)) <= 3
+
+
+def resolve(question: str, history: list[str], scope=None) -> str:
+    """The standalone form of `question` given the earlier user questions (oldest first).
+    `scope` (a qa.scope.Scope) drops short place names the library uses as plain words."""
+    history = [h for h in (history or []) if isinstance(h, str) and h.strip()][-6:]
+    if not history or not is_followup(question):
+        return question
+    prev = resolve(history[-1], history[:-1], scope)
+    if _GREETING.match(prev.strip()) or _EN_GREETING.match(prev.strip()):
+        return question
+    q, p = parse(question), parse(prev)
+    if scope is not None:
+        from dataclasses import replace
+
+        q = replace(q, places=tuple(scope.real_places(q)))
+        p = replace(p, places=tuple(scope.real_places(p)))
+    own = _LEAD.sub("", q.text)
+    own = _TAIL.sub("", own).strip(" ，,？?")
+    if q.language == "en" or p.language == "en":
+        return f"{prev} {question}".strip()
+    if q.places or q.years or q.periods:
+        # a new place or period: the earlier topic, asked of it (a new place drops the old year too)
+        topic = _strip_scope(p.text, p, places=bool(q.places) or bool(q.years), years=True)
+        scope_words = "".join(dict.fromkeys([x.said for x in q.places]))
+        when = "".join(dict.fromkeys(list(q.periods) or [f"{y}年" for y in q.years]))
+        rest = _strip_scope(own, q, places=True, years=True)
+        rest = "" if len(_bare(rest, q)) == 0 else rest
+        return f"{scope_words}{when}{topic}{(' ' + rest) if rest else ''}".strip()
+    # same place and period: the earlier question's scope and topic, then the follow-up
+    return f"{prev} {question}".strip()

