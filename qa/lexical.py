@@ -23,6 +23,11 @@ def stopwords() -> frozenset[str]:
     return frozenset(w.strip() for w in (DATA / "stopwords.txt").read_text(encoding="utf-8").split() if w.strip())
 
 
+@lru_cache(maxsize=1)
+def _all_stopwords() -> frozenset[str]:
+    return stopwords() | _EN_STOP
+
+
 def _jieba():
     global _ready
     import jieba
@@ -39,7 +44,7 @@ def _jieba():
 
 def tokenize(text: str) -> list[str]:
     jieba = _jieba()
-    stop = stopwords()
+    stop = _all_stopwords()
     out = []
     for tok in jieba.lcut_for_search(text.lower()):
         tok = tok.strip()
@@ -88,7 +93,7 @@ _EN_STOP = frozenset(
     "plan plans say says said set sets get gets make makes made give given take taken year years district districts "
     "document documents mention mentioned include includes including".split()
 )
-_EN_WORD = re.compile(r"[a-z][a-z\-']+")
+_EN_WORD = re.compile(r"[a-z][a-z']+")
 _GLOSS_WORD = re.compile(r"[a-z]+")
 
 
@@ -98,6 +103,13 @@ def _stem(w: str) -> str:
         if w.endswith(suf) and len(w) - len(suf) >= 4:
             return w[: -len(suf)] + rep
     return w
+
+
+def _stems(w: str) -> tuple[str, ...]:
+    """Forms to look a question's word up by: its stem, and the stem with an e put back
+    (regulated → regulat, regulate; managing → manag, manage)."""
+    s = _stem(w)
+    return (s, s + "e") if s != w else (s,)
 
 
 @lru_cache(maxsize=1)
@@ -148,5 +160,8 @@ class Bilingual:
         for w in _EN_WORD.findall(text.lower()):
             if w in _EN_STOP or len(w) < 3:
                 continue
-            out.extend(self.index.get(_stem(w), ()))
+            for form in _stems(w):
+                if form in self.index:
+                    out.extend(self.index[form])
+                    break
         return list(dict.fromkeys(out))

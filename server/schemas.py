@@ -21,6 +21,12 @@ class AskRequest(BaseModel):
     question: StrictStr = Field(min_length=1, description="the question, in Chinese (at most QA_MAX_QUESTION_CHARS, default 500)")
     top_k: StrictInt = Field(default=5, ge=1, le=50, description="passages to return")
     filters: Filters | None = None
+    history: list[StrictStr] | None = Field(
+        default=None, max_length=100,
+        description="earlier user questions of the conversation, oldest first: a follow-up such as “那惠山区呢？” is "
+                    "resolved against them (the last 6 are used, each cut to QA_MAX_QUESTION_CHARS)",
+        examples=[["武进区2020年新建改扩建多少所学校？"]],
+    )
 
     @field_validator("question")
     @classmethod
@@ -50,10 +56,24 @@ class Passage(BaseModel):
     citation: Citation
 
 
+class QueryInfo(BaseModel):
+    text: str = Field(description="the question as searched: Simplified characters, half-width letters and digits")
+    language: Literal["zh", "en", "mixed"]
+    places: list[str] = Field(description="administrative divisions the question names (full names)")
+    years: list[int]
+    periods: list[str] = Field(description="school years and five-year plans it names (2018—2019学年度, 十四五)")
+    kinds: list[str] = Field(description="kinds of document it names (工作计划, 规划 …)")
+
+
 class AskResponse(BaseModel):
     question: str
-    answer: str = Field(description="extractive answer; [n] points at passages[n-1]")
+    answer: str = Field(description="extractive answer; [n] points at passages[n-1]; when no_answer, what the base covers")
     no_answer: bool
+    no_answer_reason: Literal["out_of_scope_place", "out_of_scope_period", "low_relevance", "no_passages"] | None = Field(
+        default=None, description="why no_answer, when it is true")
+    confidence: float = Field(ge=0, le=1, description="calibrated probability that the passages answer the question")
+    query: QueryInfo | None = Field(default=None, description="how the (resolved) question was read")
+    resolved_question: str = Field(description="what was searched: the question resolved against history")
     passages: list[Passage]
     took_ms: float
 
@@ -128,6 +148,11 @@ class ChatRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     top_k: StrictInt | None = Field(default=None, ge=1, le=50)
+    n: StrictInt | None = Field(default=None, description="only 1 (one reply per request); other values get a 400")
+    tools: list | None = Field(default=None, description="accepted and ignored: this service never calls tools")
+    tool_choice: StrictStr | dict | None = Field(default=None, description="'auto' or 'none'; 'required' or a named function get a 400")
+    response_format: dict | None = Field(default=None, description="{'type': 'text'} only; json_object / json_schema get a 400")
+    stream_options: dict | None = Field(default=None, description="{'include_usage': true}: a last chunk with usage and no choices")
 
 
 class ModelCard(BaseModel):
@@ -142,9 +167,23 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+class UrlCitation(BaseModel):
+    url: str = Field(description="absolute link to this service's document view at the cited offsets (/view/{doc_id}?start=&end=)")
+    title: str = Field(description="document title › section")
+    start_index: int = Field(description="where the [n] marker starts in the content")
+    end_index: int
+
+
+class Annotation(BaseModel):
+    type: Literal["url_citation"] = "url_citation"
+    url_citation: UrlCitation
+
+
 class ChatReplyMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str = Field(description="the extractive answer with [n] markers, then 来源： one line per passage")
+    content: str = Field(description="the extractive answer with [n] markers, then 来源： one line per passage "
+                                     "(first line 检索：… when a follow-up was resolved into another question)")
+    annotations: list[Annotation] = Field(default_factory=list, description="one url_citation per cited passage (OpenAI format)")
 
 
 class ChatChoice(BaseModel):
@@ -171,3 +210,7 @@ class ChatCompletion(BaseModel):
     usage: Usage = Usage()
     passages: list[Passage]
     no_answer: bool
+    resolved_question: str | None = Field(default=None, description="what was searched: the last question resolved against the earlier turns")
+    reply_kind: Literal["answer", "task", "greeting", "continuation"] = Field(
+        default="answer", description="answer (retrieval), task (a frontend's title/tags/follow-up prompt), greeting, continuation (empty)"
+    )

@@ -12,7 +12,8 @@ import pytest
 from qa import index as index_mod
 from qa.answer import NO_ANSWER_TEXT
 from qa.errors import QAError
-from qa.evaluate import default_files, evaluate, load_questions
+from qa.evaluate import evaluate, load_questions
+from qa.query import parse
 from qa.settings import REPO_ROOT, Settings
 
 DEV = REPO_ROOT.parent / "shared" / "eval" / "dev.jsonl"
@@ -29,24 +30,65 @@ def test_quality_bar_on_the_dev_file(service):
     if not DEV.is_file():
         pytest.skip("dev file not beside the checkout")
     m = evaluate(service.retriever, load_questions(DEV), service.sources)["overall"]
-    assert m["R@1"] >= 0.85 and m["R@5"] >= 0.95 and m["MRR@10"] >= 0.90, m
-    assert m["false_no_answers"] <= 2, m
+    assert m["R@1"] >= 0.85 and m["R@5"] >= 0.98 and m["MRR@10"] >= 0.90, m
+    assert m["false_no_answers"] <= 1, m
 
 
-def test_no_answer_on_all_question_files(service):
-    report = evaluate(service.retriever, [q for f in default_files() for q in load_questions(f)], service.sources)
-    m = report["overall"]
-    assert m["unanswerable"] >= 9
-    assert m["no_answer_recall"] >= 0.8 and m["false_no_answers"] <= 3, m
-    assert m["R@5"] >= 0.95, m
+def test_own_question_files_are_well_formed():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check", REPO_ROOT / "tests" / "eval" / "check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    check = mod.check
+    files = sorted((REPO_ROOT / "tests" / "eval").glob("*.jsonl"))
+    assert [p for f in files for p in check(f)] == []
+    qs = [q for f in files for q in load_questions(f)]
+    assert len(qs) >= 300 + 70
+    assert {q["split"] for q in qs} == {"train", "test"}
+    kinds = {q["kind"] for q in qs}
+    for kind in ("paraphrase", "english", "trad", "typo", "keyword", "number", "long", "disambig",
+                 "none-place", "none-period", "none-topic", "none-offtopic", "ellipsis-region", "pronoun", "self-contained"):
+        assert kind in kinds, kind
 
 
-def test_own_question_file_is_well_formed():
-    qs = load_questions(REPO_ROOT / "tests" / "questions.jsonl")
-    sources = "".join(p.read_text(encoding="utf-8") for p in (REPO_ROOT / "seeds").glob("*.txt"))
-    assert len(qs) >= 40
-    for q in qs:
-        assert q["evidence"] is None or q["evidence"] in sources, q["id"]
+def _readme_quality_rows():
+    """The quality table of the README: `| <qa eval arguments> | n | R@1 | R@3 | R@5 | R@10 | MRR@10 | no-answer recall | false |`."""
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- quality:start -->")[1].split("<!-- quality:end -->")[0]
+    rows = []
+    for line in block.splitlines():
+        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+        if len(cells) == 9 and cells[0].startswith("qa eval"):
+            rows.append((cells[0], cells[1:]))
+    return rows
+
+
+def test_readme_quality_figures_are_what_qa_eval_prints(service):
+    """Every figure of the README's quality table comes out of `qa eval` with the arguments
+    in its first column (within 0.015: int8 kernels differ slightly between CPUs)."""
+    import shlex
+
+    from qa.cli import build_parser
+
+    rows = _readme_quality_rows()
+    assert len(rows) >= 4
+    for command, want in rows:
+        args = build_parser().parse_args(shlex.split(command)[1:])
+        files = [REPO_ROOT / f for f in args.files]
+        qs = [q for f in files for q in load_questions(f)]
+        qs = [q for q in qs if not args.split or q["split"] == args.split]
+        m = evaluate(service.retriever, qs, service.sources)["overall"]
+        got = [m["questions"], m.get("R@1"), m.get("R@3"), m.get("R@5"), m.get("R@10"), m.get("MRR@10"),
+               m.get("no_answer_recall"), m.get("false_no_answers")]
+        assert int(want[0]) == got[0], command
+        for w, g in zip(want[1:], got[1:]):
+            if w in ("-", "–"):
+                assert g is None, command
+            elif isinstance(g, int):
+                assert abs(int(w) - g) <= 1, (command, want, got)
+            else:
+                assert abs(float(w) - g) <= 0.015, (command, want, got)
 
 
 def test_every_passage_cites_its_source_exactly(service):
@@ -86,11 +128,15 @@ def test_region_and_year_preference(service):
     assert top("武进区的学前教育怎么发展") == "001_c94d74ce0abaca2b"
     assert top("海门区学前教育怎么发展") == "004_6f03f12d06f5859c"
     assert top("惠山区学前教育改革") == "000_eaec54ca81dddf17"
+    pointed = lambda q: service.retriever.scope.check(parse(q)).docs  # noqa: E731
     # 002 is the 十四五 plan (2021-2025), so it covers 2024 too; region and year together narrow it
-    assert service.retriever.mentioned("2024年的工作计划") == {"002_d8b7d3eb7f9ecd3f", "004_6f03f12d06f5859c"}
-    assert service.retriever.mentioned("海门2024年的工作计划") == {"004_6f03f12d06f5859c"}
-    assert service.retriever.mentioned("2019学年") == {"000_eaec54ca81dddf17"}
-    assert service.retriever.mentioned("北京市的情况") == set()
+    assert pointed("2024年的工作计划") == {"002_d8b7d3eb7f9ecd3f", "004_6f03f12d06f5859c"}
+    assert pointed("海门2024年的工作计划") == {"004_6f03f12d06f5859c"}
+    assert pointed("2018—2019学年度") == {"000_eaec54ca81dddf17"}
+    assert pointed("学前教育怎么发展") == set()
+    # naming a district prefers its document without clipping every score to 1
+    scores = [p["score"] for p in service.ask("海门区学前教育怎么发展", top_k=5)["passages"]]
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) == 5 and max(scores) < 1.0
 
 
 def test_filters(service):
@@ -147,7 +193,8 @@ def test_cli_ask_json_is_the_ask_body(settings, service):
     r = _qa(settings, "ask", "零作业日", "--top-k", "3", "--json")
     assert r.returncode == 0, r.stderr
     body = json.loads(r.stdout)
-    assert list(body) == ["question", "answer", "no_answer", "passages", "took_ms"]
+    assert list(body) == ["question", "answer", "no_answer", "no_answer_reason", "confidence", "query",
+                          "resolved_question", "passages", "took_ms"]
     assert len(body["passages"]) == 3 and "零作业日" in body["passages"][0]["text"]
     assert list(body["passages"][0]["citation"]) == ["doc_id", "title", "section", "paragraph", "start", "end"]
 
@@ -200,7 +247,7 @@ def test_large_indexes_switch_to_ivf_and_keep_finding_the_passage(service, monke
                                                ("博士生导师怎么遴选", "博士生")])
 def test_a_question_about_something_the_corpus_never_names_is_no_answer(service, question, missing):
     r = service.retriever.search(question, top_k=3)
-    assert r.no_answer and missing in r.confidence["nouns_not_in_corpus"]
+    assert r.no_answer and r.reason == "low_relevance" and missing in r.confidence["words_not_in_corpus"]
     assert service.ask(question)["answer"] == NO_ANSWER_TEXT
 
 

@@ -1,0 +1,127 @@
+"""Query understanding, scope and follow-up resolution: on hand-written questions
+that are in no evaluation file (the eval files measure; these pin behaviour)."""
+from __future__ import annotations
+
+import pytest
+
+from qa.conversation import is_followup, resolve
+from qa.query import normalise, parse
+
+
+def test_traditional_and_full_width_are_normalised():
+    q = parse("濱湖區「十四五」規劃裡ＡＢＣ１２３　目標")
+    assert q.text == "滨湖区「十四五」规划里ABC123 目标"
+    assert q.language == "zh" and [p.name for p in q.places] == ["滨湖区"]
+    assert q.years == (2021, 2022, 2023, 2024, 2025) and q.periods == ("十四五",) and q.kinds == ("规划",)
+    assert normalise("  多个   空格\t") == "多个 空格"
+
+
+@pytest.mark.parametrize("text, language", [("What is the target coverage?", "en"), ("普惠性幼儿园覆盖率", "zh"),
+                                            ("5G在教学中的应用", "zh"), ("How does 惠山区 use the 5G network in schools", "en")])
+def test_language_by_script(text, language):
+    assert parse(text).language == language
+
+
+def test_places_know_their_parents_and_everyday_words_are_not_places():
+    q = parse("南通市崇川区的教师交流")
+    assert [(p.name, p.level) for p in q.places] == [("南通市", "city"), ("崇川区", "county")]
+    assert q.places[1].ancestors == ("320600", "320000")
+    assert parse("江阴今年的计划").places[0].name == "江阴市"  # short name
+    assert parse("和平发展，开发新课程").places == ()  # 和平区, 开发区 are not meant
+    gulou = parse("南京市鼓楼区的学校").places
+    assert [p.code for p in gulou] == ["320100", "320106"]  # the 鼓楼区 of 南京, not of 福州 or 徐州
+
+
+def test_school_years_and_plans():
+    assert parse("2018—2019学年度的意见").years == (2018, 2019)
+    assert parse("2019-20学年").years == (2019, 2020)
+    assert parse("十三五期间").years == (2016, 2017, 2018, 2019, 2020)
+
+
+@pytest.fixture(scope="module")
+def scope(settings):
+    from qa.service import Service
+
+    return Service.load(settings, progress=False).retriever.scope
+
+
+@pytest.mark.parametrize("question, reason", [
+    ("宜兴市2020年新建了几所学校", "out_of_scope_place"),
+    ("南通市崇川区的学前教育", "out_of_scope_place"),  # the city is covered (海门区), the district is not
+    ("惠山区2016年的教育工作重点", "out_of_scope_period"),
+    ("海门区2022年工作计划里的体育工作", "out_of_scope_period"),
+    ("惠山区2021—2022学年度的重点任务", "out_of_scope_period"),  # a document of that school year
+])
+def test_out_of_scope_places_and_periods(scope, question, reason):
+    v = scope.check(parse(question))
+    assert v.reason == reason and v.docs == set()
+    assert "现有：" in v.message and "惠山区" in v.message and "海门区" in v.message
+
+
+@pytest.mark.parametrize("question", ["无锡市的学前教育", "江苏省的教育现代化", "海门2024年的目标", "武进区新建学校",
+                                      "滨湖区到2025年的目标", "新建改扩建学校"])
+def test_in_scope_places_and_periods(scope, question):
+    assert scope.check(parse(question)).reason is None
+
+
+@pytest.mark.parametrize("history, question, want", [
+    (["武进区去年对幼儿园保教质量有什么要求？"], "那海门区呢？", "海门区"),
+    (["武进区2020年对幼儿园保教质量有什么要求？"], "那2024年呢？", "2024年"),
+    (["海门区对心理健康教育有什么安排？"], "具体有哪些措施？", "心理健康教育"),
+    (["惠山区的集团化办学怎么推进？"], "它的目标是什么？", "集团化办学"),
+])
+def test_follow_ups_are_resolved(scope, history, question, want):
+    out = resolve(question, history, scope)
+    assert out != question and want in out
+    assert "幼儿园保教质量" in out or "心理健康" in out or "集团化" in out
+
+
+@pytest.mark.parametrize("question", ["惠山区的课后服务怎么收费？", "谢谢", "你好", "What does Haimen plan for sports?"])
+def test_self_contained_questions_and_greetings_are_left_alone(scope, question):
+    assert resolve(question, ["武进区2020年对幼儿园保教质量有什么要求？"], scope) == question
+    assert not is_followup(question) or question.startswith("What")
+
+
+def test_a_region_switch_drops_the_old_year_and_document(scope):
+    out = resolve("那惠山区呢？", ["2020年某区教育工作要点对近视防控怎么说？"], scope)
+    assert out.startswith("惠山区") and "2020" not in out and "某区" not in out and "工作要点" not in out
+    assert scope.check(parse(out)).reason is None
+
+
+def test_a_chain_of_follow_ups_keeps_its_topic(scope):
+    out = resolve("那滨湖区呢？", ["武进区对校园足球有什么安排？", "那海门区呢？"], scope)
+    assert out.startswith("滨湖区") and "校园足球" in out
+
+
+def test_ask_with_history_reports_what_it_searched(settings):
+    from qa.service import Service
+
+    svc = Service.load(settings, progress=False)
+    alone = svc.ask("那海门区呢？")
+    body = svc.ask("那海门区呢？", history=["武进区对校园足球有什么安排？"])
+    assert body["resolved_question"] != "那海门区呢？" and "足球" in body["resolved_question"]
+    assert body["query"]["places"] == ["海门区"]
+    assert body["passages"][0]["citation"]["doc_id"] == "004_6f03f12d06f5859c"
+    assert alone["resolved_question"] == "那海门区呢？"
+    out = svc.ask("那江阴市呢？", history=["武进区对校园足球有什么安排？"])
+    assert out["no_answer"] and out["no_answer_reason"] == "out_of_scope_place" and "江阴市" in out["answer"]
+
+
+@pytest.mark.parametrize("en, term", [("What is the target coverage rate of inclusive kindergartens?", "普惠性幼儿园"),
+                                      ("How are off-campus tutoring institutions regulated?", "校外培训机构")])
+def test_english_questions_are_answered_not_refused(settings, en, term):
+    from qa.service import Service
+
+    svc = Service.load(settings, progress=False)
+    e = svc.ask(en, top_k=5)
+    assert not e["no_answer"] and e["query"]["language"] == "en"
+    assert any(term in p["text"] for p in e["passages"][:3]), [p["text"][:30] for p in e["passages"]]
+
+
+def test_traditional_gets_what_simplified_gets(settings):
+    from qa.service import Service
+
+    svc = Service.load(settings, progress=False)
+    t = svc.ask("海門區對校外培訓機構的治理有什麼要求？")
+    s = svc.ask("海门区对校外培训机构的治理有什么要求？")
+    assert not t["no_answer"] and [p["citation"] for p in t["passages"]] == [p["citation"] for p in s["passages"]]
