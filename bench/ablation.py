@@ -1,6 +1,8 @@
-"""What each retrieval component adds, measured with `qa eval`'s scoring on the dev file.
+"""What each retrieval component adds, measured with `qa eval`'s scoring.
 
     python bench/ablation.py [FILE.jsonl]      (default: ../shared/eval/dev.jsonl)
+    python bench/ablation.py --split test      the project's own questions of the test split
+                                               (option variants only; add --full for the two index rebuilds)
 
 Option-only variants share the index; "heading context in embeddings" and
 "no user dictionary" build their own index beside it (removed afterwards).
@@ -20,16 +22,20 @@ from qa.retrieval import Options, Retriever
 from qa.service import Service
 from qa.settings import REPO_ROOT, Settings
 
+F = Options.fitted
 VARIANTS = {
-    "BM25 (jieba words) only": Options(dense=False, windows=False, bigrams=False, synonyms=False, prefer_region_year=False),
-    "dense only (whole chunks)": Options(windows=False, lexical=False, bigrams=False, synonyms=False, prefer_region_year=False),
-    "dense, chunk or best window": Options(lexical=False, bigrams=False, synonyms=False, prefer_region_year=False),
-    "RRF fusion, all signals": Options(fusion="rrf"),
-    "weighted, no bigram BM25": Options(bigrams=False),
-    "weighted, no sentence windows": Options(windows=False),
-    "weighted, no region/year preference": Options(prefer_region_year=False),
-    "weighted, no synonym lexicon": Options(synonyms=False),
-    "full (default)": Options(),
+    "BM25 (jieba words) only": F(dense=False, windows=False, bigrams=False, synonyms=False, prefer_region_year=False, bilingual=False),
+    "dense only (whole chunks)": F(windows=False, lexical=False, bigrams=False, synonyms=False, prefer_region_year=False),
+    "dense, chunk or best window": F(lexical=False, bigrams=False, synonyms=False, prefer_region_year=False),
+    "RRF fusion, all signals": F(fusion="rrf"),
+    "weighted, no bigram BM25": F(bigrams=False),
+    "weighted, no sentence windows": F(windows=False),
+    "weighted, no region/year preference": F(prefer_region_year=False),
+    "weighted, no synonym lexicon": F(synonyms=False),
+    "no English→Chinese dictionary (CC-CEDICT)": F(bilingual=False),
+    "no scope check (place/period)": F(scope=False),
+    "answerability: the earlier hand-set rule, not the fitted model": Options(),
+    "full (default)": F(),
 }
 
 
@@ -38,9 +44,17 @@ def row(name: str, m: dict) -> str:
 
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    dev = Path(args[0]) if args else REPO_ROOT.parent / "shared" / "eval" / "dev.jsonl"
-    qs = load_questions(dev)
+    argv = sys.argv[1:]
+    split = argv[argv.index("--split") + 1] if "--split" in argv else None
+    args = [a for a in argv if not a.startswith("--") and a != split]
+    if split:
+        from qa.evaluate import own_files
+
+        dev = own_files()
+        qs = [q for f in dev for q in load_questions(f) if q["split"] == split]
+    else:
+        dev = Path(args[0]) if args else REPO_ROOT.parent / "shared" / "eval" / "dev.jsonl"
+        qs = load_questions(dev)
     if "--no-userdict" in sys.argv:  # child process: jieba without the domain dictionary
         from qa import lexical
 
@@ -52,14 +66,16 @@ def main() -> None:
         finally:
             shutil.rmtree(s.index_dir, ignore_errors=True)
         return
-    print(f"file: {dev} ({len(qs)} questions)\n")
+    print(f"file: {dev} ({len(qs)} questions{', split ' + split if split else ''})\n")
     print("| variant | R@1 | R@5 | MRR@10 | no-answer recall | false no-answers |")
     print("|---|---|---|---|---|---|")
     settings = Settings()
     svc = Service.load(settings)
     for name, opts in VARIANTS.items():
-        r = Retriever(svc.index, svc.embedder, options=opts)
+        r = Retriever(svc.index, svc.embedder, options=opts, texts=svc.sources)
         print(row(name, evaluate(r, qs, svc.sources)["overall"]), flush=True)
+    if split and "--full" not in argv:
+        return
     # heading context: embed the chunk text alone (its own index)
     s2 = Settings(index_name="ablation-headings")
     saved = index_mod.EMBED_TEMPLATE

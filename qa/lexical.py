@@ -153,7 +153,7 @@ class Bilingual:
                 index.setdefault(g, []).append((whole, pos, word))
         # the words a gloss word names first (its main sense), then the shortest
         # a word whose sense is exactly the English word first, then by where the sense comes
-        self.index = {g: [t[2] for t in sorted(set(v), key=lambda t: (t[0], t[1], len(t[2])))][:per_word] for g, v in index.items()}
+        self.index = {g: [t[2] for t in sorted(set(v), key=lambda t: (t[0], t[1], len(t[2]), t[2]))][:per_word] for g, v in index.items()}
 
     def translate(self, text: str) -> list[str]:
         out: list[str] = []

@@ -39,7 +39,7 @@ from .records import Chunk
 RRF_K = 60
 PARAMS = Path(__file__).parent / "data" / "params.json"
 NOUN_TAGS = ("n", "vn", "j", "eng")  # jieba POS prefixes of names of things (n, nr, ns, nt, nz, …)
-FEATURES = ("top_cosine", "cosine_margin", "coverage", "unknown", "english")
+FEATURES = ("top_cosine", "cosine_margin", "coverage", "unknown", "unknown_noun", "english")
 
 
 def _fitted() -> dict:
@@ -296,6 +296,8 @@ class Retriever:
             "cosine_margin": float(dense[0] - dense[min(9, len(dense) - 1)]),
             "coverage": self.coverage(sig.lex_tokens, best) if best is not None else 0.0,
             "unknown": unknown,
+            # the earlier hand-calibrated rule as one input: a noun the corpus never uses, unless the match is close
+            "unknown_noun": 1.0 if unknown >= 0.2 and float(dense[0]) < 0.90 else 0.0,
             "english": 1.0 if sig.query.language == "en" else 0.0,
             "words_not_in_corpus": words,
         }

@@ -77,7 +77,7 @@ def test_readme_quality_figures_are_what_qa_eval_prints(service):
         args = build_parser().parse_args(shlex.split(command)[1:])
         files = [REPO_ROOT / f for f in args.files]
         qs = [q for f in files for q in load_questions(f)]
-        qs = [q for q in qs if not args.split or q["split"] == args.split]
+        qs = [{**q, "history": [] if args.no_history else q["history"]} for q in qs if not args.split or q["split"] == args.split]
         m = evaluate(service.retriever, qs, service.sources)["overall"]
         got = [m["questions"], m.get("R@1"), m.get("R@3"), m.get("R@5"), m.get("R@10"), m.get("MRR@10"),
                m.get("no_answer_recall"), m.get("false_no_answers")]
