@@ -6,17 +6,15 @@ The model and indexes load once, in the background, when the app starts;
 from __future__ import annotations
 
 import hmac
-import json
 import threading
 import time
-import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -24,6 +22,9 @@ from qa.errors import NotFound, NotReady, QAError
 from qa.library import TooLarge
 from qa.settings import Settings
 
+from .chat import MAX_BODY_BYTES as CHAT_MAX_BODY_BYTES
+from .chat import HISTORY_TURNS
+from .chat import respond as chat_respond
 from .schemas import (
     AskRequest,
     AskResponse,
@@ -137,6 +138,10 @@ class BodyLimit:
         limit = self.upload_limit + 64 * 1024 if upload else self.default_limit  # room for the multipart framing
         what = "upload" if upload else "request body"
         message = f"{what} too large (limit {limit if not upload else self.upload_limit} bytes)"
+        if scope.get("path", "").rstrip("/") == "/v1/chat/completions":
+            # frontends send the whole chat and tool definitions each turn; only the last turns are read
+            limit = max(self.default_limit, CHAT_MAX_BODY_BYTES)
+            message = f"chat request too large (limit {limit} bytes): start a new chat"
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             return await error(413, message, "payload_too_large")(scope, receive, send)
@@ -259,7 +264,8 @@ def create_app(settings: Settings | None = None, background: bool = True, progre
             raise QAError(f"question too long ({len(req.question)} characters, at most {settings.max_question_chars})")
         svc = state.need()
         filters = req.filters.model_dump(exclude_none=True) if req.filters else None
-        return await run_in_threadpool(svc.ask, req.question, req.top_k, filters)
+        history = [h.strip()[: settings.max_question_chars] for h in req.history or [] if h.strip()][-HISTORY_TURNS:]
+        return await run_in_threadpool(svc.ask, req.question, req.top_k, filters, history or None)
 
     @app.get("/documents", response_model=list[DocumentInfo], responses=ERRORS, dependencies=[Depends(reader)])
     async def documents():
@@ -322,72 +328,19 @@ def create_app(settings: Settings | None = None, background: bool = True, progre
         dependencies=[Depends(reader)],
         responses={**ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE chunks with stream=true"}},
     )
-    async def chat(req: ChatRequest):
-        question = _last_user_message(req)
-        if len(question) > settings.max_question_chars:
-            raise QAError(f"question too long ({len(question)} characters, at most {settings.max_question_chars})")
-        svc = state.need()
-        body = await run_in_threadpool(svc.ask, question, req.top_k or settings.top_k, None)
-        content = chat_reply(body)
-        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        extra = {"passages": body["passages"], "no_answer": body["no_answer"]}
-        if not req.stream:
-            return {
-                "id": cid,
-                "object": "chat.completion",
-                "created": created,
-                "model": MODEL_NAME,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-                **extra,
-            }
-        return StreamingResponse(_stream(cid, created, content, extra), media_type="text/event-stream")
+    async def chat(req: ChatRequest, request: Request):
+        """The last user message, resolved against the earlier user turns, answered with cited
+        passages (`annotations` link each [n] to the document view); see server/chat.py."""
+        return await chat_respond(req, settings, state.need, str(request.base_url))
 
     @app.get("/", include_in_schema=False)
     async def page():
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
+    @app.get("/view/{doc_id}", include_in_schema=False)
+    async def document_view(doc_id: str):
+        """The document with the cited range (?start=&end=) marked; the page reads GET /documents/{doc_id}."""
+        return FileResponse(STATIC / "document.html", media_type="text/html; charset=utf-8")
+
     return app
 
-
-def _last_user_message(req: ChatRequest) -> str:
-    for m in reversed(req.messages):
-        if m.role == "user":
-            content = m.content
-            if isinstance(content, list):  # [{"type": "text", "text": …}, …]
-                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-            if isinstance(content, str) and content.strip():
-                return content.strip()
-            break
-    raise QAError("messages must end with a non-empty user message (the question)")
-
-
-def chat_reply(body: dict) -> str:
-    """The extractive answer with numbered citations, then the sources list."""
-    lines = [body["answer"], "", "来源："]
-    for p in body["passages"]:
-        c = p["citation"]
-        where = f"{c['title']} › {c['section']}" if c["section"] else c["title"]
-        quote = p["highlight"] if len(p["highlight"]) <= 60 else p["highlight"][:59] + "…"
-        lines.append(f"[{p['rank']}] {where}：“{quote}”")
-    return "\n".join(lines)
-
-
-def _stream(cid: str, created: int, content: str, extra: dict):
-    def chunk(delta: dict, finish: str | None = None, **more) -> str:
-        obj = {
-            "id": cid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": MODEL_NAME,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            **more,
-        }
-        return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
-
-    yield chunk({"role": "assistant", "content": ""})
-    step = 24
-    for i in range(0, len(content), step):
-        yield chunk({"content": content[i : i + step]})
-    yield chunk({}, "stop", **extra)  # the structured passages travel on the final chunk
-    yield "data: [DONE]\n\n"
