@@ -26,7 +26,10 @@ def test_ask_body_shape(client):
     r = client.post("/ask", json={"question": "普惠性幼儿园覆盖率", "top_k": 3})
     assert r.status_code == 200
     body = r.json()
-    assert list(body) == ["question", "answer", "no_answer", "passages", "took_ms"]
+    assert list(body) == ["question", "answer", "no_answer", "no_answer_reason", "confidence", "query",
+                          "resolved_question", "passages", "took_ms"]
+    assert not body["no_answer"] and body["no_answer_reason"] is None and 0.5 < body["confidence"] <= 1
+    assert body["query"]["language"] == "zh" and body["resolved_question"] == "普惠性幼儿园覆盖率"
     assert [p["rank"] for p in body["passages"]] == [1, 2, 3]
     c = body["passages"][0]["citation"]
     sl = client.get(f"/documents/{c['doc_id']}", params={"start": c["start"], "end": c["end"]}).json()
