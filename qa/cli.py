@@ -20,7 +20,12 @@ def _settings(args):
         overrides["corpus_dir"] = args.corpus
     if getattr(args, "data_dir", None):
         overrides["data_dir"] = args.data_dir
-    return Settings(**overrides)
+    try:
+        return Settings(**overrides)
+    except ValueError as e:  # pydantic's ValidationError: a bad QA_* variable
+        first = e.errors()[0] if hasattr(e, "errors") else {}
+        where = "QA_" + "_".join(str(x) for x in first.get("loc", ())).upper()
+        raise QAError(f"{where}: {first.get('msg', e)}") from None
 
 
 def _print_json(obj) -> None:
@@ -29,20 +34,28 @@ def _print_json(obj) -> None:
 
 # ------------------------------------------------------------------ chunks
 def cmd_chunks(args) -> int:
-    from .chunking import chunk_document
-    from .corpus import load_corpus
+    from . import index as index_mod
 
     settings = _settings(args)
-    docs = load_corpus(settings.corpus_dir)
+    # the live index's chunks (seeds and uploads, as cited) unless a corpus folder is named; no model needed
+    chunks = None if args.corpus else index_mod.live_chunks(settings)
+    if chunks is None:
+        from .chunking import chunk_document
+        from .corpus import load_corpus
+
+        chunks = [c for d in load_corpus(settings.corpus_dir) for c in chunk_document(d)]
+    per_doc: dict[str, list] = {}
+    for c in chunks:
+        per_doc.setdefault(c.doc_id, []).append(c)
     if args.doc:
-        docs = [d for d in docs if d.doc_id == args.doc]
-        if not docs:
+        if args.doc not in per_doc:
             raise QAError(f"unknown document '{args.doc}' (see `qa chunks --stats` for the ids)")
-    per_doc = [(d, chunk_document(d)) for d in docs]
+        per_doc = {args.doc: per_doc[args.doc]}
+    per_doc = [(cs[0].doc_id, cs[0].title, cs) for cs in per_doc.values()]
     if args.stats:
         _print_stats(per_doc)
         return 0
-    for _doc, chunks in per_doc:
+    for _doc, _title, chunks in per_doc:
         for c in chunks:
             if args.json:
                 _print_json(c.to_dict())
@@ -55,14 +68,16 @@ def cmd_chunks(args) -> int:
 
 
 def _print_stats(per_doc) -> None:
-    lengths = []
-    print(f"{'doc_id':24} {'chunks':>6} {'min':>5} {'median':>6} {'max':>5}  title")
-    for doc, chunks in per_doc:
+    from .table import table
+
+    lengths, rows = [], []
+    for doc_id, title, chunks in per_doc:
         ls = sorted(len(c.text) for c in chunks)
         lengths += ls
-        print(f"{doc.doc_id:24} {len(ls):6d} {ls[0]:5d} {ls[len(ls) // 2]:6d} {ls[-1]:5d}  {doc.title}")
+        rows.append([doc_id, len(ls), ls[0], ls[len(ls) // 2], ls[-1], title])
     ls = sorted(lengths)
-    print(f"{'all':24} {len(ls):6d} {ls[0]:5d} {ls[len(ls) // 2]:6d} {ls[-1]:5d}")
+    rows.append(["all", len(ls), ls[0], ls[len(ls) // 2], ls[-1], ""])
+    print("\n".join(table(["doc_id", "chunks", "min", "median", "max", "title"], rows, align="<>>>><")))
     buckets = Counter(min(n // 100, 5) for n in ls)
     print("length distribution (chars):")
     for b in range(6):
@@ -151,17 +166,18 @@ def cmd_remove(args) -> int:
 
 def cmd_documents(args) -> int:
     from . import index as index_mod
-    from embeddings import Embedder
+    from .table import table
 
     settings = _settings(args)
-    data = index_mod.ensure(settings, Embedder(settings))
+    docs = index_mod.live_documents(settings)  # the live generation's list: no model, no vectors
+    if docs is None:
+        raise QAError(f"no index in {settings.index_dir} yet: run `qa index` (or start `qa serve`) first")
     if args.json:
-        for m in data.docs.values():
+        for m in docs.values():
             _print_json(m)
         return 0
-    print(f"{'doc_id':28} {'source':6} {'chunks':>6} {'chars':>7}  title")
-    for m in data.docs.values():
-        print(f"{m['doc_id']:28} {m.get('source', 'seed'):6} {m['chunks']:6d} {m['chars']:7d}  {m['title']}")
+    rows = [[m["doc_id"], m.get("source", "seed"), m["chunks"], m["chars"], m["title"]] for m in docs.values()]
+    print("\n".join(table(["doc_id", "source", "chunks", "chars", "title"], rows, align="<<>><")))
     return 0
 
 
@@ -213,15 +229,42 @@ def cmd_eval(args) -> int:
 
 # ------------------------------------------------------------------- serve
 def cmd_serve(args) -> int:
+    import threading
+    import time
+
     import uvicorn
 
     from server.app import create_app
 
+    from .log import log, quiet_health_polls, since_start
+
     settings = _settings(args)
-    print(f"qa: serving on http://{args.host}:{args.port}/ (chat page at /, API docs at /docs); "
-          f"the index loads in the background, /healthz says when it is ready", file=sys.stderr)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
-    return 0
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    if not 1 <= port <= 65535:
+        raise QAError(f"--port must be between 1 and 65535, got {port}")
+    log.info("starting on http://%s:%d/ (chat page at /, API docs at /docs); data in %s; "
+             "the index loads in the background, /healthz says when it is ready", host, port, settings.data_dir)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info")  # configures uvicorn's loggers
+    quiet_health_polls()
+    server = uvicorn.Server(config)
+
+    def announce():
+        state = app.state.qa
+        state.ready.wait()
+        while not server.started and not server.should_exit:  # the socket is bound after start-up
+            time.sleep(0.05)
+        svc = state.service
+        if svc is None:
+            log.error("failed to load after %.1f s: %s (GET /healthz says the same)", since_start(), state.error)
+        elif server.started:
+            log.info("ready: http://%s:%d/ — %d documents, %d passages, model %s, in %.1f s", host, port,
+                     len(svc.index.docs), len(svc.index.chunks), svc.embedder.model_id, since_start())
+
+    threading.Thread(target=announce, daemon=True).start()
+    server.run()
+    return 0 if server.started else 1
 
 
 # -------------------------------------------------------------------- main
@@ -279,8 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     v = sub.add_parser("serve", help="serve the HTTP API and the chat page (uvicorn)")
-    v.add_argument("--host", default="127.0.0.1")
-    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--host", help="address to listen on, 0.0.0.0 for every interface (default: QA_HOST or 127.0.0.1)")
+    v.add_argument("--port", type=int, help="port to listen on (default: QA_PORT or 8000)")
     v.add_argument("--model", help="embedding model (env QA_MODEL)")
     v.set_defaults(func=cmd_serve)
     return p
@@ -289,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .log import setup
+
+    # stages and their durations on stderr: always for the long-running commands, on a
+    # terminal only for the quick ones (their stdout may be piped into something)
+    setup(20 if args.command in ("serve", "index", "add", "remove", "model") or sys.stderr.isatty() else 30)
     try:
         return args.func(args) or 0
     except QAError as e:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -146,6 +145,36 @@ def committed_library(settings) -> Library:
     return read_mirror(settings)
 
 
+def _live_file(settings, name: str) -> Path | None:
+    """A file of the live generation, checked against its manifest; None without an index."""
+    gen = current_generation(settings.index_dir)
+    if gen is None:
+        return None
+    try:
+        manifest = json.loads((gen / "manifest.json").read_text())
+    except (OSError, ValueError):
+        raise IndexError_(f"index at {gen} has no readable manifest; run `qa index --rebuild`") from None
+    f = gen / name
+    if not f.is_file() or _sha256(f) != manifest.get("files", {}).get(name):
+        raise IndexError_(f"index file {f} is corrupted (checksum mismatch); run `qa index --rebuild`")
+    return f
+
+
+def live_documents(settings) -> dict[str, dict] | None:
+    """doc_id -> metadata of the live generation (seeds and uploads), without loading the
+    model or the vectors; None when there is no index yet."""
+    f = _live_file(settings, "docs.json")
+    return None if f is None else json.loads(f.read_text(encoding="utf-8"))
+
+
+def live_chunks(settings) -> list[Chunk] | None:
+    """The chunks of the live generation, as they are cited; None when there is no index yet."""
+    f = _live_file(settings, "chunks.jsonl")
+    if f is None:
+        return None
+    return [Chunk(**json.loads(line)) for line in f.read_text(encoding="utf-8").splitlines()]
+
+
 # -------------------------------------------------------------------- build
 def _vectors_from(previous: IndexData | None, doc: Document):
     """(chunks, tokens, vectors, window vectors, window owners relative to the doc) reused
@@ -172,7 +201,8 @@ def build(settings, embedder, docs: list[Document], library: Library, previous: 
     Call under `writer_lock`. Documents unchanged since `previous` keep their vectors."""
     from .lexical import bigrams, tokenize
 
-    show = sys.stderr.isatty() if progress is None else progress
+    from .log import stage
+
     index_dir = settings.index_dir
     index_dir.mkdir(parents=True, exist_ok=True)
     if previous is not None and not _same(previous.manifest, expected_manifest([], embedder.model_id, embedder.dim), REUSE_KEYS):
@@ -205,11 +235,12 @@ def build(settings, embedder, docs: list[Document], library: Library, previous: 
             for w in windows(c):
                 wtexts.append(embed_text(Chunk(**{**c.to_dict(), "text": w})))
                 wowner.append(row)
-        if show:
-            kept = len(docs) - len(fresh)
-            print(f"embedding {len(new)} chunks and {len(wtexts)} sentence windows of {len(fresh)} documents "
-                  f"with {embedder.model_id}" + (f" ({kept} unchanged documents reused)" if kept else ""), file=sys.stderr)
-        vecs = embedder.encode_passages([embed_text(c) for c in new] + wtexts, progress=show)
+        kept = len(docs) - len(fresh)
+        texts = [embed_text(c) for c in new] + wtexts
+        name = (f"embedding {len(texts)} passages ({len(new)} chunks, {len(wtexts)} sentence windows) of {len(fresh)} "
+                f"documents with {embedder.model_id}" + (f"; {kept} unchanged documents reused" if kept else ""))
+        with stage(name, total=len(texts), unit="passages", bar=progress, label="embedding") as embedding:
+            vecs = embedder.encode_passages(texts, stage=embedding)
         cvecs, wvecs = vecs[: len(new)], vecs[len(new) :]
         wowner = np.asarray(wowner, dtype=np.int64)
         row = 0
@@ -404,22 +435,32 @@ def ensure(settings, embedder, rebuild: bool = False, progress: bool | None = No
             previous, current = load_live(settings, embedder, quiet=True)  # another process may have just built it
             if current:
                 return previous
+        from .log import stage
+
         library = committed_library(settings)
         docs = load_documents(settings, library)
-        return load(build(settings, embedder, docs, library, previous=previous, progress=progress))
+        with stage(f"indexing {len(docs)} documents into {settings.index_dir}"):
+            gen = build(settings, embedder, docs, library, previous=previous, progress=progress)
+        with stage("loading the new index"):
+            return load(gen)
 
 
 def load_live(settings, embedder, quiet: bool = False) -> tuple[IndexData | None, bool]:
     """(the live index, whether it matches the corpus and model). A stale but intact
     index is still returned, for its vectors; a damaged one is reported and dropped."""
+    from .log import stage
+
     gen = current_generation(settings.index_dir)
     if gen is None:
         return None, False
     try:
-        data = load(gen)
+        with stage(f"loading the index {gen.name}"):
+            data = load(gen)
     except IndexError_ as e:
         if not quiet:
-            print(f"qa: {e.args[0].split('; run')[0]}; rebuilding", file=sys.stderr)
+            from .log import log
+
+            log.warning("%s; rebuilding", e.args[0].split("; run")[0])
         return None, False
     docs = load_documents(settings, data.library)
     return data, _same(data.manifest, expected_manifest(docs, embedder.model_id, embedder.dim))

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     max_question_chars: int = 500
     max_body_bytes: int = 64 * 1024
     index_name: str = Field(default="index", description="folder under data_dir holding the index generations")
+    host: str = Field(default="127.0.0.1", description="address `qa serve` listens on (0.0.0.0: every interface)")
+    port: int = Field(default=8000, ge=1, le=65535, description="port `qa serve` listens on")
 
     @property
     def index_dir(self) -> Path:

@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -44,6 +45,7 @@ MODEL_NAME = "policy-qa"
 ERRORS = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
 WRITE_ERRORS = {**ERRORS, 401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}, 413: {"model": ErrorResponse}}
 RECHECK_S = 2.0  # how often a request may look for a generation committed by another process
+WATCH_S = 0.5  # how often the watcher looks at the CURRENT pointer (one stat) for another process's commit
 
 
 class Unauthorized(QAError):
@@ -86,25 +88,57 @@ class State:
         return svc
 
     def _follow(self, svc) -> None:
-        """Pick up a generation another process (`qa add`, `qa remove`) committed."""
+        """Pick up a generation another process (`qa add`, `qa remove`) committed, in the background."""
         from qa import index as index_mod
 
         live = index_mod.current_generation(self.settings.index_dir)
         if live is None or live.name == svc.index.path.name:
             return
+        threading.Thread(target=self._reload, args=(svc,), daemon=True).start()
 
-        def reload():
-            from qa.service import Service
+    def _reload(self, svc) -> bool:
+        """Swap in the live generation when it is not the one `svc` serves; False if nothing changed."""
+        from qa import index as index_mod
+        from qa.log import log
+        from qa.service import Service
 
-            with self.writing:
-                try:
-                    data = index_mod.load(live)
-                except QAError:
-                    return  # replaced again meanwhile, or damaged: keep serving what we have
-                if self.service is svc:
-                    self.service = Service.over(self.settings, svc.embedder, data)
+        live = index_mod.current_generation(self.settings.index_dir)
+        if live is None or live.name == svc.index.path.name:
+            return False
+        with self.writing:
+            try:
+                data = index_mod.load(live)
+            except QAError:
+                return False  # replaced again meanwhile, or damaged: keep serving what we have
+            if self.service is not svc:
+                return False  # this process wrote a newer one meanwhile
+            self.service = Service.over(self.settings, svc.embedder, data)
+        log.info("following %s (committed by another process): %d documents, %d passages",
+                 live.name, len(data.docs), len(data.chunks))
+        _release_memory()
+        return True
 
-        threading.Thread(target=reload, daemon=True).start()
+    def watch(self, stop: threading.Event, interval: float = WATCH_S) -> None:
+        """Follow commits of other processes (`qa add` while serving) as they happen, not when the
+        next request arrives: one stat of the CURRENT pointer every `interval` seconds."""
+        pointer = self.settings.index_dir / "CURRENT"
+        seen = None
+        while not stop.wait(interval):
+            try:
+                st = pointer.stat()
+            except OSError:
+                continue
+            sig = (st.st_ino, st.st_mtime_ns, st.st_size)
+            svc = self.service
+            if sig == seen or svc is None or self.writing.locked():
+                continue  # unchanged, still loading, or this process is writing: look again next time
+            seen = sig
+            try:
+                self._reload(svc)
+            except Exception as e:  # never let the watcher die; the request path still follows
+                from qa.log import log
+
+                log.warning("could not follow the new index generation: %s", e)
 
     def swap(self, new) -> None:
         self.service = new
@@ -182,9 +216,13 @@ def create_app(settings: Settings | None = None, background: bool = True, progre
             threading.Thread(target=state.load, kwargs={"progress": progress}, daemon=True).start()
         else:
             await run_in_threadpool(state.load, progress)
+        stop = threading.Event()
+        threading.Thread(target=state.watch, args=(stop,), daemon=True, name="qa-watch").start()
         yield
+        stop.set()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the assets fastapi-offline ships, not from a CDN: /docs works offline
+    app = FastAPIOffline(
         title="policy-qa",
         summary="Cited passages from Chinese education policy documents",
         version="0.1.0",
@@ -255,7 +293,9 @@ def create_app(settings: Settings | None = None, background: bool = True, progre
         svc = state.service
         if svc is None:
             body = Health(status="failed" if state.error else "loading", error=state.error)
-            return JSONResponse(body.model_dump(), status_code=503)
+            from qa.log import status  # the start-up stage running now and its progress (0..1)
+
+            return JSONResponse({**body.model_dump(), **(status() if not state.error else {})}, status_code=503)
         return Health(status="ready", model_id=svc.embedder.model_id, chunks=len(svc.index.chunks), documents=len(svc.index.docs))
 
     @app.post("/ask", response_model=AskResponse, responses=ERRORS, dependencies=[Depends(reader)])
