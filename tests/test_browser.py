@@ -22,7 +22,8 @@ def browser(tmp_path_factory):
     opts.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
-                "--window-size=1000,1400", f"--user-data-dir={tmp_path_factory.mktemp('chrome')}"):
+                "--window-size=1000,1400", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # offline
+                f"--user-data-dir={tmp_path_factory.mktemp('chrome')}"):
         opts.add_argument(arg)
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
     yield driver
@@ -48,3 +49,16 @@ def test_question_enter_cited_passages(browser, live, tmp_path):
     browser.save_screenshot(str(tmp_path / "chat.png"))
     browser.get(link)  # the citation link opens the exact source slice
     assert "清华北大录取不少于8人" in browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_api_docs_render_offline(browser, live):
+    """Swagger UI and ReDoc come from local files: with every other host unresolvable they still render."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(live + "/docs")
+    WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock-summary-path"))
+    paths = {e.text.replace("\u200b", "") for e in browser.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock-summary-path")}
+    assert {"/ask", "/healthz", "/documents"} <= paths, paths
+    browser.get(live + "/redoc")
+    WebDriverWait(browser, 60).until(lambda d: "/ask" in d.find_element(By.TAG_NAME, "body").text)
