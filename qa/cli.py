@@ -214,6 +214,8 @@ def cmd_eval(args) -> int:
     questions = [q for f in files for q in load_questions(f)]
     if args.split:
         questions = [q for q in questions if q["split"] == args.split]
+    if args.no_history:
+        questions = [{**q, "history": []} for q in questions]
     if not questions:
         raise QAError("no questions in " + ", ".join(map(str, files)))
     svc = Service.load(settings)
@@ -317,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("files", nargs="*", help="JSONL files of questions or conversations "
                    "(default: ../shared/eval/dev.jsonl and tests/eval/questions_*.jsonl)")
     e.add_argument("--split", choices=["train", "test", "dev"], help="only the questions of this split (tests/eval/split.json)")
+    e.add_argument("--no-history", action="store_true", help="ask conversations' last message alone (for comparison)")
     e.add_argument("--json", action="store_true")
     e.add_argument("--model", help="embedding model (env QA_MODEL)")
     e.set_defaults(func=cmd_eval)
