@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # stages and their durations on stderr: always for the long-running commands, on a
     # terminal only for the quick ones (their stdout may be piped into something)
-    setup(20 if args.command in ("serve", "index", "add", "remove", "model") or sys.stderr.isatty() else 30)
+    setup(20 if args.command in ("serve", "index", "add", "remove") or sys.stderr.isatty() else 30)
     try:
         return args.func(args) or 0
     except QAError as e:

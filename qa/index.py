@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -458,9 +459,13 @@ def load_live(settings, embedder, quiet: bool = False) -> tuple[IndexData | None
             data = load(gen)
     except IndexError_ as e:
         if not quiet:
-            from .log import log
+            from .log import configured, log
 
-            log.warning("%s; rebuilding", e.args[0].split("; run")[0])
+            message = f"{e.args[0].split('; run')[0]}; rebuilding"
+            if configured():
+                log.warning("%s", message)
+            else:  # used as a library, without the CLI's logging: still say it
+                print(f"qa: {message}", file=sys.stderr)
         return None, False
     docs = load_documents(settings, data.library)
     return data, _same(data.manifest, expected_manifest(docs, embedder.model_id, embedder.dim))

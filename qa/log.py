@@ -19,6 +19,7 @@ import time
 log = logging.getLogger("qa")
 START = time.monotonic()  # about when the process started (imported first by the CLI)
 STEP = 0.1  # log a percentage line at every 10 %
+ANNOUNCE_AFTER_S = 1.0  # a stage still running after this long says that it started
 
 _configured = False
 _lock = threading.Lock()
@@ -32,6 +33,22 @@ class _Formatter(logging.Formatter):
         return f"{record.levelname + ':':9} {self.formatTime(record, '%H:%M:%S')} {record.getMessage()}"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a line is logged (not the one at set-up time),
+    so a redirected or captured stderr gets the lines too."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def setup(level: int = logging.INFO) -> None:
     """Send the `qa` logger to stderr, once, and silence third-party bars and chatter."""
     global _configured
@@ -39,7 +56,7 @@ def setup(level: int = logging.INFO) -> None:
         if _configured:
             return
         _configured = True
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_Formatter())
     log.addHandler(handler)
     log.setLevel(level)
@@ -105,7 +122,12 @@ class stage:
         self.t0 = time.monotonic()
         _now.clear()
         _now.update({"stage": self.name, **({"progress": 0.0} if self.total else {})})
-        log.info("%s…", self.name)
+        # the start line only for a stage that takes a while: a quick one says "done in" once, and a
+        # command that fails at once prints its one `qa: error:` line and nothing else
+        self._announced = False
+        self._timer = threading.Timer(ANNOUNCE_AFTER_S, self._announce)
+        self._timer.daemon = True
+        self._timer.start()
         if self._bar_wanted:
             from tqdm import tqdm
 
@@ -113,6 +135,13 @@ class stage:
         if self.heartbeat and not self.total:
             threading.Thread(target=self._beat, daemon=True).start()
         return self
+
+    def _announce(self) -> None:
+        with _lock:
+            if self._announced or self._stop.is_set():
+                return
+            self._announced = True
+        log.info("%s…", self.name)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat):
@@ -127,6 +156,7 @@ class stage:
         if self._bar is not None:
             self._bar.update(n)
         elif frac - self._logged >= STEP - 1e-9 and frac < 1.0:
+            self._announce()
             self._logged = frac - frac % STEP
             log.info("%s: %d%% (%d/%d%s)", self.label, frac * 100, self.done, self.total, f" {self.unit}" if self.unit else "")
 
@@ -136,6 +166,7 @@ class stage:
 
     def __exit__(self, kind, exc, tb) -> None:
         self._stop.set()
+        self._timer.cancel()
         if self._bar is not None:
             self._bar.close()
         if _now.get("stage") == self.name:
