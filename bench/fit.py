@@ -106,10 +106,11 @@ def fit_logistic(X, y, l2: float = 1.0, iters: int = 50) -> dict:
     }
 
 
-def fit(r, rows, sources, fusion_grid: bool = False) -> Options:
+def fit(r, rows, sources, fusion_grid: bool = False, extra=()) -> Options:
+    """Fusion weights (optional) on `rows`; the answerability model on `rows` + `extra`."""
     base = Options()
     fusion = fit_fusion(r, rows, sources, base)[0] if fusion_grid else base
-    learn = [x for x in rows if x["want"] or not x["sig"].verdict.reason]
+    learn = [x for x in list(rows) + list(extra) if x["want"] or not x["sig"].verdict.reason]
     X = features(r, learn, fusion)
     y = np.array([1.0 if x["want"] else 0.0 for x in learn])
     return replace(fusion, answerability=fit_logistic(X, y))
@@ -140,6 +141,18 @@ def score(r, rows, opts, sources) -> dict:
     return out
 
 
+def synthetic_questions() -> list[dict]:
+    """The synthetic questions written from the documents (embeddings/adapter/pairs_*.jsonl)."""
+    out = []
+    for f in sorted((ROOT / "embeddings" / "adapter").glob("pairs_*.jsonl")):
+        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                q = json.loads(line)
+                out.append({"id": f"{f.stem}-{n}", "question": q["question"], "evidence": q["evidence"],
+                            "doc": q.get("doc"), "kind": q.get("style", "synthetic"), "history": []})
+    return out
+
+
 def doc_of(x) -> str:
     return x.get("doc") or x.get("near")
 
@@ -162,12 +175,16 @@ def main(argv=None) -> int:
     split = load_split(files[0])
     questions = [q for f in files for q in load_questions(f)]
     rows = prepare(svc, questions)
+    synthetic = prepare(svc, synthetic_questions())
     train = [x for x in rows if split.get(doc_of(x)) == "train"]
     test = [x for x in rows if split.get(doc_of(x)) == "test"]
+    syn_train = [x for x in synthetic if x["doc"] is None or split.get(x["doc"]) == "train"]
+    print(f"+ {len(syn_train)} synthetic questions of the train documents and {sum(1 for x in syn_train if not x['want'])} "
+          "synthetic unanswerable ones (embeddings/adapter/pairs_*.jsonl) for the answerability model", flush=True)
     print(f"{len(rows)} own questions: train {len(train)} (documents {sorted(d for d, s in split.items() if s == 'train')}), "
           f"test {len(test)}", flush=True)
 
-    opts = fit(r, train, sources, args.fusion)
+    opts = fit(r, train, sources, args.fusion, extra=syn_train)
     a = opts.answerability
     print("fitted on train: " + ", ".join(f"{k}={getattr(opts, k)}" for k in GRID))
     print("answerability weights (standardised features): "
@@ -181,7 +198,8 @@ def main(argv=None) -> int:
         docs = sorted({doc_of(x) for x in rows})
         per, held = {}, []
         for d in docs:
-            o = fit(r, [x for x in rows if doc_of(x) != d], sources, args.fusion)
+            o = fit(r, [x for x in rows if doc_of(x) != d], sources, args.fusion,
+                    extra=[x for x in synthetic if x["doc"] != d])
             part = [x for x in rows if doc_of(x) == d]
             per[d] = score(r, part, o, sources)
             held += [(x, o) for x in part]

@@ -38,8 +38,9 @@ from .records import Chunk
 
 RRF_K = 60
 PARAMS = Path(__file__).parent / "data" / "params.json"
+LEXICON = Path(__file__).parent / "data" / "lexicon.tsv"
 NOUN_TAGS = ("n", "vn", "j", "eng")  # jieba POS prefixes of names of things (n, nr, ns, nt, nz, …)
-FEATURES = ("top_cosine", "cosine_margin", "coverage", "unknown", "unknown_noun", "english")
+FEATURES = ("top_cosine", "cosine_margin", "top_z", "coverage", "unknown", "unknown_noun", "english")
 
 
 def _fitted() -> dict:
@@ -47,6 +48,19 @@ def _fitted() -> dict:
         return json.loads(PARAMS.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+
+
+def _lexicon() -> dict[str, list[str]] | None:
+    try:
+        lines = LEXICON.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    out = {}
+    for line in lines:
+        if line.strip() and not line.startswith("#") and "\t" in line:
+            w, vs = line.split("\t", 1)
+            out[w] = vs.split()
+    return out or None
 
 
 @dataclass
@@ -60,6 +74,8 @@ class Options:
     synonyms: bool = True  # everyday words -> official terms, for the lexical signals
     bilingual: bool = True  # English words -> the corpus's Chinese words (CC-CEDICT), for the lexical signals
     scope: bool = True  # out-of-scope place/period -> no answer
+    adapter: bool = True  # the query-side adapter trained for the model (embeddings/query_adapter.py), if one is shipped
+    learned: dict | None = None  # everyday word -> the documents' words, learned by bench/learn_lexicon.py
     w_dense: float = 1.0
     w_lexical: float = 0.5
     w_bigram: float = 0.5
@@ -72,7 +88,7 @@ class Options:
         """Defaults, then what bench/fit.py fitted on the train split, then overrides."""
         p = _fitted()
         base = {k: v for k, v in p.get("fusion", {}).items() if k in cls.__dataclass_fields__}
-        return cls(**{**base, "answerability": p.get("answerability"), **overrides})
+        return cls(**{**base, "answerability": p.get("answerability"), "learned": _lexicon(), **overrides})
 
 
 @dataclass
@@ -116,10 +132,17 @@ DENSE_CANDIDATES = 1000  # dense hits scored per question; the seeds (208 chunks
 
 class Retriever:
     def __init__(self, data, embedder, options: Options | None = None, no_answer_threshold: float | None = None,
-                 texts: dict[str, str] | None = None):
+                 texts: dict[str, str] | None = None, adapter=True):
+        """adapter: True = the query adapter shipped for this model (if Options.adapter), False = none,
+        or a QueryAdapter to use."""
         self.data = data
         self.embedder = embedder
         self.options = options or Options.fitted()
+        if adapter is True:
+            from embeddings.query_adapter import QueryAdapter
+
+            adapter = QueryAdapter.load(embedder.model_id) if self.options.adapter else None
+        self.adapter = adapter or None
         if no_answer_threshold is not None and self.options.answerability:
             self.options.answerability = {**self.options.answerability, "threshold": no_answer_threshold}
         self.chunks: list[Chunk] = data.chunks
@@ -226,7 +249,12 @@ class Retriever:
                 extra.append(e)
         if opts.bilingual and query.language != "zh":
             extra.append(" ".join(self.bilingual.translate(text)))
-        tokens = tokenize(text) + [t for e in extra for t in tokenize(e)]
+        own = tokenize(text)
+        if opts.learned:
+            learned = [v for w in dict.fromkeys(own) for v in opts.learned.get(w, ())]
+            if learned:
+                extra.append(" ".join(learned))
+        tokens = own + [t for e in extra for t in tokenize(e)]
         grams = bigrams(text) + [g for e in extra for w in e.split() for g in bigrams(w)]
         return tokens, grams
 
@@ -249,6 +277,8 @@ class Retriever:
         lex_tokens, q_bigrams = self.lexical_query(query)
         n = len(self.chunks)
         q = self.embedder.encode_queries([query.text])
+        if self.adapter is not None:
+            q = self.adapter.apply(q)
         # dense scores of the best DENSE_CANDIDATES chunks (all of them at the seeds' size); the
         # rest get the lowest score retrieved, so min-max fusion puts them at the bottom
         k = min(n, DENSE_CANDIDATES)
@@ -294,6 +324,8 @@ class Retriever:
         return {
             "top_cosine": float(dense[0]),
             "cosine_margin": float(dense[0] - dense[min(9, len(dense) - 1)]),
+            # how far the best passage stands out of this question's own cosine distribution
+            "top_z": float((dense[0] - dense.mean()) / (dense.std() + 1e-6)),
             "coverage": self.coverage(sig.lex_tokens, best) if best is not None else 0.0,
             "unknown": unknown,
             # the earlier hand-calibrated rule as one input: a noun the corpus never uses, unless the match is close
@@ -365,7 +397,7 @@ class Retriever:
         if not a:
             ok = features["top_cosine"] >= 0.80 and not (features["top_cosine"] < 0.90 and features["unknown"] >= 0.2)
             return 0.75 if ok else 0.25
-        z = a["bias"] + sum(a["weights"][f] * (features[f] - a["mean"][f]) / a["scale"][f] for f in FEATURES)
+        z = a["bias"] + sum(w * (features[f] - a["mean"][f]) / a["scale"][f] for f, w in a["weights"].items())
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
