@@ -122,25 +122,23 @@ def _metrics(rows) -> dict:
 
 
 def format_report(report: dict, files: list[Path]) -> str:
+    from .table import pad, table
+
     lines = ["files: " + ", ".join(str(f) for f in files)]
     splits = [k for k in report["by_split"] if k in ("train", "test")]
     if splits:
         lines.append("split by document (tests/eval/split.json): fitted on train only; test and dev were never fitted on")
     head = ["", "n", "R@1", "R@3", "R@5", "R@10", "MRR@10", "noans_recall", "false_noans"]
-    widths = [22, 5, 7, 7, 7, 7, 8, 13, 12]
-    lines.append("".join(f"{h:<{w}}" if i == 0 else f"{h:>{w}}" for i, (h, w) in enumerate(zip(head, widths))))
 
     def row(name, m):
         vals = [m["questions"], m.get("R@1"), m.get("R@3"), m.get("R@5"), m.get("R@10"), m.get("MRR@10"),
                 m.get("no_answer_recall"), m.get("false_no_answers")]
-        cells = ["-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)) for v in vals]
-        return f"{name:<{widths[0]}}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths[1:]))
+        return [name] + ["-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)) for v in vals]
 
-    lines.append(row("overall", report["overall"]))
-    for k, m in report["by_split"].items():
-        lines.append(row("split " + k, m))
-    for k, m in report["by_kind"].items():
-        lines.append(row("  " + k, m))
+    rows = [row("overall", report["overall"])]
+    rows += [row("split " + k, m) for k, m in report["by_split"].items()]
+    rows += [row("  " + k, m) for k, m in report["by_kind"].items()]
+    lines += table(head, rows, align="<" + ">" * (len(head) - 1))
     misses = [
         r
         for r in report["rows"]
@@ -153,5 +151,5 @@ def format_report(report: dict, files: list[Path]) -> str:
                 what = "answered (should be no_answer)"
             else:
                 what = f"rank {r['rank']}" + (", flagged no_answer" if r["no_answer"] else "")
-            lines.append(f"  {r['id']:12} {what:32} {r['question'][:40]}")
+            lines.append(f"  {pad(r['id'], 12)} {pad(what, 32)} {r['question'][:40]}")
     return "\n".join(lines)
