@@ -40,7 +40,7 @@ RRF_K = 60
 PARAMS = Path(__file__).parent / "data" / "params.json"
 LEXICON = Path(__file__).parent / "data" / "lexicon.tsv"
 NOUN_TAGS = ("n", "vn", "j", "eng")  # jieba POS prefixes of names of things (n, nr, ns, nt, nz, …)
-FEATURES = ("top_cosine", "cosine_margin", "top_z", "coverage", "unknown", "unknown_noun", "english")
+FEATURES = ("top_cosine", "cosine_margin", "top_z", "coverage", "unknown", "unknown_noun", "domain", "english")
 
 
 def _fitted() -> dict:
@@ -153,6 +153,8 @@ class Retriever:
         self.idf = {t: math.log(1 + (n - k + 0.5) / (k + 0.5)) for t, k in df.items()}
         self.default_idf = math.log(1 + (n + 0.5) / 0.5)
         self.chunk_tokens = tokens
+        self._tf = Counter(t for ts in data.tokens for t in ts)
+        self._tf_total = max(1, sum(self._tf.values()))
         self._texts = texts
         self._bilingual_lock = threading.Lock()
 
@@ -258,6 +260,22 @@ class Retriever:
         grams = bigrams(text) + [g for e in extra for w in e.split() for g in bigrams(w)]
         return tokens, grams
 
+    def domain(self, tokens: list[str]) -> float:
+        """How typical of this library the question's words are: the highest log-ratio of a word's
+        frequency in the corpus to its frequency in general Chinese (jieba's dictionary counts).
+        今天天气怎么样 has no word the documents use more than everyday language does."""
+        from .lexical import _jieba
+
+        general = _jieba().dt
+        best = 0.0
+        for t in set(tokens):
+            if len(t) < 2 or t not in self._tf:
+                continue
+            pc = self._tf[t] / self._tf_total
+            pg = (general.FREQ.get(t, 0) + 1) / general.total
+            best = max(best, math.log(pc / pg))
+        return min(best, 12.0)
+
     def coverage(self, tokens: list[str], i: int) -> float:
         """IDF-weighted share of the question's tokens that chunk i contains."""
         q = set(tokens)
@@ -330,6 +348,7 @@ class Retriever:
             "unknown": unknown,
             # the earlier hand-calibrated rule as one input: a noun the corpus never uses, unless the match is close
             "unknown_noun": 1.0 if unknown >= 0.2 and float(dense[0]) < 0.90 else 0.0,
+            "domain": self.domain(sig.lex_tokens),
             "english": 1.0 if sig.query.language == "en" else 0.0,
             "words_not_in_corpus": words,
         }
