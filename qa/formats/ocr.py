@@ -45,7 +45,13 @@ def model_files() -> dict[str, Path]:
     if spec is None or spec.origin is None:
         raise OCRUnavailable(f"no OCR backend is installed; install it with {OCR_EXTRA}")
     root = Path(spec.origin).parent / "models"
-    return {task: root / f for task, f in MODELS.items()}
+    out = {}
+    for task, f in MODELS.items():
+        if not (root / f).is_file():  # another release of the wheel: its one bundled model of the task
+            found = sorted(root.glob(f"*{task.lower()}*.onnx"))
+            f = found[0].name if len(found) == 1 else f
+        out[task] = root / f
+    return out
 
 
 def engine():
