@@ -11,8 +11,6 @@ from .errors import QAError
 
 
 def _settings(args):
-    from .settings import Settings
-
     overrides = {}
     if getattr(args, "model", None):
         overrides["model"] = args.model
@@ -20,12 +18,9 @@ def _settings(args):
         overrides["corpus_dir"] = args.corpus
     if getattr(args, "data_dir", None):
         overrides["data_dir"] = args.data_dir
-    try:
-        return Settings(**overrides)
-    except ValueError as e:  # pydantic's ValidationError: a bad QA_* variable
-        first = e.errors()[0] if hasattr(e, "errors") else {}
-        where = "QA_" + "_".join(str(x) for x in first.get("loc", ())).upper()
-        raise QAError(f"{where}: {first.get('msg', e)}") from None
+    from .settings import load_settings
+
+    return load_settings(**overrides)  # a bad QA_* variable: one line naming it
 
 
 def _print_json(obj) -> None:
@@ -172,12 +167,17 @@ def cmd_documents(args) -> int:
     docs = index_mod.live_documents(settings)  # the live generation's list: no model, no vectors
     if docs is None:
         raise QAError(f"no index in {settings.index_dir} yet: run `qa index` (or start `qa serve`) first")
+    quarantined = index_mod.live_quarantine(settings)  # uploads not served, with why (never a path)
     if args.json:
         for m in docs.values():
             _print_json(m)
+        for doc_id, why in quarantined.items():
+            _print_json({"doc_id": doc_id, "source": "upload", "status": "quarantined", "reason": why})
         return 0
     rows = [[m["doc_id"], m.get("source", "seed"), m["chunks"], m["chars"], m["title"]] for m in docs.values()]
     print("\n".join(table(["doc_id", "source", "chunks", "chars", "title"], rows, align="<<>><")))
+    for doc_id, why in quarantined.items():
+        print(f"quarantined {doc_id}: {why}")
     return 0
 
 
@@ -185,10 +185,11 @@ def cmd_ask(args) -> int:
     from .service import Service
 
     settings = _settings(args)
-    if not 1 <= args.top_k <= 50:
-        raise QAError(f"--top-k must be between 1 and 50, got {args.top_k}")
+    top_k = settings.top_k if args.top_k is None else args.top_k  # QA_TOP_K when --top-k is not given
+    if not 1 <= top_k <= 50:
+        raise QAError(f"--top-k must be between 1 and 50, got {top_k}")
     question = _validate_question(args.question, settings)
-    body = Service.load(settings).ask(question, top_k=args.top_k)
+    body = Service.load(settings).ask(question, top_k=top_k)
     if args.json:
         _print_json(body)
         return 0
@@ -248,7 +249,9 @@ def cmd_serve(args) -> int:
     log.info("starting on http://%s:%d/ (chat page at /, API docs at /docs); data in %s; "
              "the index loads in the background, /healthz says when it is ready", host, port, settings.data_dir)
     app = create_app(settings)
-    config = uvicorn.Config(app, host=host, port=port, log_level="info")  # configures uvicorn's loggers
+    from server.app import server_config
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", **server_config(settings))  # timeouts, caps
     quiet_health_polls()
     server = uvicorn.Server(config)
 
@@ -310,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("ask", help="ask a question, get cited passages")
     a.add_argument("question")
-    a.add_argument("--top-k", type=int, default=5, help="passages to return (1-50, default 5)")
+    a.add_argument("--top-k", type=int, default=None, help="passages to return (1-50, default: QA_TOP_K or 5)")
     a.add_argument("--json", action="store_true", help="print exactly the /ask response body")
     a.add_argument("--model", help="embedding model (env QA_MODEL)")
     a.set_defaults(func=cmd_ask)

@@ -14,3 +14,9 @@ class NotFound(QAError):
 
 class NotReady(QAError):
     status = 503
+
+
+class DiskFull(QAError):
+    """No space left for a write; nothing partial was left behind."""
+
+    status = 507

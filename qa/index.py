@@ -7,19 +7,20 @@ Layout under <data_dir>/index/:
     gen-<time>-<pid>/  chunks.jsonl, tokens.jsonl, docs.json, library.json,
                        vectors.npy, window_vectors.npy, window_owner.npy,
                        bm25/, bm25_bigrams/, manifest.json (with file checksums)
-A new generation is written completely, checksummed, then CURRENT is switched
-with os.replace, so a reader never sees half an index, and a writer killed at
-any point leaves the last complete generation live. Vectors of documents that
-did not change are copied from the previous generation, not re-embedded.
+This module only builds a generation folder (`stage_generation`) and loads one
+(`load`); qa/store.py owns the rest: the lock, the commit (rename + one atomic
+switch of CURRENT), the PREVIOUS fallback and garbage collection. Chunks, tokens
+and vectors of documents that did not change are copied from the previous
+generation, not re-read, re-parsed or re-embedded.
 """
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -31,7 +32,7 @@ import numpy as np
 from .chunking import CHUNKER_VERSION, chunk_document
 from .corpus import Document
 from .errors import QAError
-from .library import Library, collect_garbage, load_documents, read_mirror, save_mirror
+from .library import Library, read_mirror
 from .records import Chunk
 from .text import file_sha256 as _sha256
 
@@ -154,10 +155,10 @@ def _live_file(settings, name: str) -> Path | None:
     try:
         manifest = json.loads((gen / "manifest.json").read_text())
     except (OSError, ValueError):
-        raise IndexError_(f"index at {gen} has no readable manifest; run `qa index --rebuild`") from None
+        raise IndexError_(f"index {gen.name} has no readable manifest; run `qa index --rebuild`") from None
     f = gen / name
     if not f.is_file() or _sha256(f) != manifest.get("files", {}).get(name):
-        raise IndexError_(f"index file {f} is corrupted (checksum mismatch); run `qa index --rebuild`")
+        raise IndexError_(f"index file {gen.name}/{name} is corrupted (checksum mismatch); run `qa index --rebuild`")
     return f
 
 
@@ -177,49 +178,98 @@ def live_chunks(settings) -> list[Chunk] | None:
 
 
 # -------------------------------------------------------------------- build
-def _vectors_from(previous: IndexData | None, doc: Document):
+@dataclass(frozen=True)
+class Kept:
+    """A document of the previous generation carried over unchanged: no text, no parsing,
+    its chunks, tokens and vectors are copied (what makes a write cost one document)."""
+
+    doc_id: str
+    meta: dict
+
+    @property
+    def sha256(self) -> str:
+        return self.meta["sha256"]
+
+
+class Cancelled(QAError):
+    status = 408
+
+
+class _Checked:
+    """The embedding stage, checked for cancellation (client gone, deadline passed) per batch."""
+
+    def __init__(self, inner, cancel):
+        self.inner, self.cancel = inner, cancel
+
+    def advance(self, n: int = 1) -> None:
+        self.inner.advance(n)
+        if self.cancel is not None:
+            why = self.cancel()
+            if why:
+                raise Cancelled(why)
+
+
+def _vectors_from(previous: IndexData | None, doc):
     """(chunks, tokens, vectors, window vectors, window owners relative to the doc) reused
     from the previous generation when the document is unchanged."""
     if previous is None or previous.docs.get(doc.doc_id, {}).get("sha256") != doc.sha256:
         return None
-    rows = [i for i, c in enumerate(previous.chunks) if c.doc_id == doc.doc_id]
-    if not rows:
-        return None
-    lo, hi = rows[0], rows[-1] + 1
-    wmask = (previous.window_owner >= lo) & (previous.window_owner < hi)
+    span = previous.rows.get(doc.doc_id) if hasattr(previous, "rows") else None
+    if span is None:
+        rows = [i for i, c in enumerate(previous.chunks) if c.doc_id == doc.doc_id]
+        if not rows:
+            return None
+        span = (rows[0], rows[-1] + 1)
+    lo, hi = span
+    wlo, whi = np.searchsorted(previous.window_owner, [lo, hi])  # owners are ascending
     return (
         previous.chunks[lo:hi],
         previous.tokens[lo:hi],
         previous.vectors[lo:hi],
-        previous.window_vectors[wmask],
-        previous.window_owner[wmask] - lo,
+        previous.window_vectors[wlo:whi],
+        previous.window_owner[wlo:whi] - lo,
     )
 
 
-def build(settings, embedder, docs: list[Document], library: Library, previous: IndexData | None = None,
+def build(settings, embedder, docs, library: Library, previous: IndexData | None = None,
           progress: bool | None = None) -> Path:
-    """Chunk, embed and index the documents into a new generation and switch CURRENT to it.
-    Call under `writer_lock`. Documents unchanged since `previous` keep their vectors."""
+    """Build a generation and make it live (the store's commit); kept for callers of the
+    old name. New code: `qa.store.Store(settings).transaction()`."""
+    from .store import Store
+
+    return Store(settings).commit_built(stage_generation(settings.index_dir, embedder, docs, library, previous, progress=progress),
+                                        library, keep_previous=False)
+
+
+def stage_generation(index_dir: Path, embedder, docs, library: Library, previous: IndexData | None = None,
+          progress: bool | None = None, chunked: dict | None = None, cancel=None) -> Path:
+    """Chunk, embed and index `docs` into a new, complete, checksummed generation folder
+    under `index_dir` (named .tmp-gen-…, not live: the store renames it and switches the
+    pointer). `docs` are Documents (chunked and embedded unless unchanged since
+    `previous`) or `Kept` records (copied from `previous`). `chunked`: doc_id -> chunks
+    already made by the ingest path. `cancel()` returns a reason to stop, checked per batch."""
     from .lexical import bigrams, tokenize
+    from .log import stage as log_stage
+    from .store import write_file
 
-    from .log import stage
-
-    index_dir = settings.index_dir
     index_dir.mkdir(parents=True, exist_ok=True)
     if previous is not None and not _same(previous.manifest, expected_manifest([], embedder.model_id, embedder.dim), REUSE_KEYS):
         previous = None  # embedded differently: nothing to reuse
-    chunks, tokens, vec_parts, wvec_parts, owners = [], [], [], [], []
+    chunks, tokens, vec_parts, wvec_parts, owners, metas = [], [], [], [], [], {}
     fresh: list[tuple[int, list[Chunk]]] = []  # (position in parts, chunks) still to embed
     for d in docs:
         reused = _vectors_from(previous, d)
         if reused is None:
-            cs = chunk_document(d)
+            if isinstance(d, Kept):
+                raise IndexError_(f"{d.doc_id}: nothing to copy it from; run `qa index --rebuild`")
+            cs = (chunked or {}).get(d.doc_id) or chunk_document(d)
             fresh.append((len(vec_parts), cs))
             vec_parts.append(None)
             wvec_parts.append(None)
             owners.append(None)
             chunks.append(cs)
             tokens.append([tokenize(f"{c.section} {c.text}") for c in cs])
+            metas[d.doc_id] = {**d.meta(), "chars": len(d.text), "sha256": d.sha256}
         else:
             cs, ts, v, wv, wo = reused
             chunks.append(list(cs))
@@ -227,6 +277,7 @@ def build(settings, embedder, docs: list[Document], library: Library, previous: 
             vec_parts.append(v)
             wvec_parts.append(wv)
             owners.append(wo)
+            metas[d.doc_id] = dict(previous.docs[d.doc_id])
     if not any(chunks):
         raise IndexError_("the corpus has no text to index")
     if fresh:
@@ -240,8 +291,8 @@ def build(settings, embedder, docs: list[Document], library: Library, previous: 
         texts = [embed_text(c) for c in new] + wtexts
         name = (f"embedding {len(texts)} passages ({len(new)} chunks, {len(wtexts)} sentence windows) of {len(fresh)} "
                 f"documents with {embedder.model_id}" + (f"; {kept} unchanged documents reused" if kept else ""))
-        with stage(name, total=len(texts), unit="passages", bar=progress, label="embedding") as embedding:
-            vecs = embedder.encode_passages(texts, stage=embedding)
+        with log_stage(name, total=len(texts), unit="passages", bar=progress, label="embedding") as embedding:
+            vecs = embedder.encode_passages(texts, stage=_Checked(embedding, cancel) if cancel else embedding)
         cvecs, wvecs = vecs[: len(new)], vecs[len(new) :]
         wowner = np.asarray(wowner, dtype=np.int64)
         row = 0
@@ -262,76 +313,40 @@ def build(settings, embedder, docs: list[Document], library: Library, previous: 
     window_vectors = np.ascontiguousarray(np.concatenate(wvec_parts), dtype=np.float32).reshape(-1, dim)
     window_owner = np.concatenate(owner_all).astype(np.int64)
 
-    gen = index_dir / f"gen-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
-    tmp = index_dir / (".tmp-" + gen.name)
+    gen = f"gen-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+    tmp = index_dir / (".tmp-" + gen)
     tmp.mkdir()
     try:
-        np.save(tmp / "vectors.npy", vectors)
-        np.save(tmp / "window_vectors.npy", window_vectors)
-        np.save(tmp / "window_owner.npy", window_owner)
+        for name, arr in (("vectors.npy", vectors), ("window_vectors.npy", window_vectors), ("window_owner.npy", window_owner)):
+            buf = io.BytesIO()
+            np.save(buf, arr)
+            write_file(tmp / name, buf.getvalue())
         for name, vecs in (("dense.faiss", vectors), ("dense_windows.faiss", window_vectors)):
             if dense_kind(len(vecs)) != "flat":  # an ANN index is trained once and saved with the generation
                 import faiss
 
-                faiss.write_index(dense_index(vecs), str(tmp / name))
+                write_file(tmp / name, faiss.serialize_index(dense_index(vecs)).tobytes())
         _save_bm25(flat_tokens, tmp / "bm25")
         _save_bm25([bigrams(c.text) for c in flat_chunks], tmp / "bm25_bigrams")
-        _write_lines(tmp / "chunks.jsonl", [c.to_dict() for c in flat_chunks])
-        _write_lines(tmp / "tokens.jsonl", flat_tokens)
+        write_file(tmp / "chunks.jsonl", "".join(json.dumps(c.to_dict(), ensure_ascii=False) + "\n" for c in flat_chunks))
+        write_file(tmp / "tokens.jsonl", "".join(json.dumps(t, ensure_ascii=False) + "\n" for t in flat_tokens))
         counts = {}
         for c in flat_chunks:
             counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
-        meta = {
-            d.doc_id: {**d.meta(), "chunks": counts.get(d.doc_id, 0), "chars": len(d.text), "sha256": d.sha256,
-                       "source": "upload" if d.doc_id in library.uploads else "seed"}
-            for d in docs
-        }
-        (tmp / "docs.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
-        (tmp / "library.json").write_text(json.dumps(library.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+        meta = {d.doc_id: {**metas[d.doc_id], "chunks": counts.get(d.doc_id, 0),
+                           "source": "upload" if d.doc_id in library.uploads else "seed"} for d in docs}
+        write_file(tmp / "docs.json", json.dumps(meta, ensure_ascii=False, indent=1))
+        write_file(tmp / "library.json", json.dumps(library.to_dict(), ensure_ascii=False, indent=1))
         manifest = expected_manifest(docs, embedder.model_id, dim)
         manifest["chunks"] = len(flat_chunks)
         manifest["documents"] = len(docs)
         manifest["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         manifest["files"] = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
-        _fsync_tree(tmp)
-        os.replace(tmp, gen)
-        pointer = index_dir / f".CURRENT.{os.getpid()}"
-        with open(pointer, "w") as f:
-            f.write(gen.name)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(pointer, index_dir / "CURRENT")  # the commit point
-        _fsync_dir(index_dir)
+        write_file(tmp / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    save_mirror(settings, library)
-    _cleanup(index_dir, keep=gen)
-    collect_garbage(settings, library)
-    return gen
-
-
-def _write_lines(path: Path, rows) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-
-
-def _fsync_tree(root: Path) -> None:
-    for p in root.rglob("*"):
-        if p.is_file():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-    _fsync_dir(root)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return tmp
 
 
 def _save_bm25(tokens: list[list[str]], path: Path) -> None:
@@ -340,12 +355,6 @@ def _save_bm25(tokens: list[list[str]], path: Path) -> None:
     retriever = bm25s.BM25()
     retriever.index(tokens, show_progress=False)
     retriever.save(str(path), show_progress=False)
-
-
-def _cleanup(index_dir: Path, keep: Path) -> None:
-    for p in index_dir.iterdir():
-        if p.is_dir() and p != keep and (p.name.startswith("gen-") or p.name.startswith(".tmp-")):
-            shutil.rmtree(p, ignore_errors=True)
 
 
 # --------------------------------------------------------------------- load
@@ -396,14 +405,14 @@ def load(path: Path, verify: bool = True) -> IndexData:
     try:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError):
-        raise IndexError_(f"index at {path} has no readable manifest; run `qa index --rebuild`") from None
+        raise IndexError_(f"index {path.name} has no readable manifest; run `qa index --rebuild`") from None
     if manifest.get("index_version") != INDEX_VERSION:
-        raise IndexError_(f"index at {path} has an older layout (version {manifest.get('index_version')}); run `qa index`")
+        raise IndexError_(f"index {path.name} has an older layout (version {manifest.get('index_version')}); run `qa index`")
     if verify:
         for name, digest in manifest.get("files", {}).items():
             f = path / name
             if not f.is_file() or _sha256(f) != digest:
-                raise IndexError_(f"index file {f} is corrupted (checksum mismatch); run `qa index --rebuild`")
+                raise IndexError_(f"index file {path.name}/{name} is corrupted (checksum mismatch); run `qa index --rebuild`")
     try:
         chunks = [Chunk(**json.loads(line)) for line in (path / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
         tokens = [json.loads(line) for line in (path / "tokens.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -415,57 +424,51 @@ def load(path: Path, verify: bool = True) -> IndexData:
         bm25 = bm25s.BM25.load(str(path / "bm25"), show_progress=False, verbosity=0)
         bm25_bigrams = bm25s.BM25.load(str(path / "bm25_bigrams"), show_progress=False, verbosity=0)
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
-        raise IndexError_(f"index at {path} cannot be read ({str(e).splitlines()[0][:120]}); run `qa index --rebuild`") from None
+        raise IndexError_(f"index {path.name} cannot be read ({str(e).splitlines()[0][:120]}); run `qa index --rebuild`") from None
     if not (len(vectors) == len(chunks) == len(tokens)) or len(window_vectors) != len(owner):
-        raise IndexError_(f"index at {path} is inconsistent ({len(vectors)} vectors, {len(chunks)} chunks); run `qa index --rebuild`")
-    return IndexData(path, manifest, chunks, tokens, docs, library, vectors, window_vectors, owner,
+        raise IndexError_(f"index {path.name} is inconsistent ({len(vectors)} vectors, {len(chunks)} chunks); run `qa index --rebuild`")
+    data = IndexData(path, manifest, chunks, tokens, docs, library, vectors, window_vectors, owner,
                      _dense_from(path / "dense.faiss", vectors), _dense_from(path / "dense_windows.faiss", window_vectors),
                      bm25, bm25_bigrams)
+    rows: dict[str, tuple[int, int]] = {}
+    for i, c in enumerate(chunks):  # a document's chunks are contiguous
+        lo, _ = rows.get(c.doc_id, (i, i))
+        rows[c.doc_id] = (lo, i + 1)
+    data.rows = rows
+    return data
 
 
 def ensure(settings, embedder, rebuild: bool = False, progress: bool | None = None) -> IndexData:
-    """Load the live index, building or refreshing it when missing, stale or damaged.
-    A refresh re-embeds only documents that changed; `rebuild` re-embeds everything."""
-    if not rebuild:
-        data, current = load_live(settings, embedder)
-        if current:
-            return data
-    with writer_lock(settings):
-        previous = None
-        if not rebuild:
-            previous, current = load_live(settings, embedder, quiet=True)  # another process may have just built it
-            if current:
-                return previous
-        from .log import stage
+    """Load the live index, building or refreshing it when missing, stale or damaged (the
+    store's `open`). A refresh re-embeds only documents that changed; `rebuild` re-embeds everything."""
+    from .store import Store
 
-        library = committed_library(settings)
-        docs = load_documents(settings, library)
-        with stage(f"indexing {len(docs)} documents into {settings.index_dir}"):
-            gen = build(settings, embedder, docs, library, previous=previous, progress=progress)
-        with stage("loading the new index"):
-            return load(gen)
+    return Store(settings).open(embedder, rebuild=rebuild, progress=progress).data
 
 
 def load_live(settings, embedder, quiet: bool = False) -> tuple[IndexData | None, bool]:
-    """(the live index, whether it matches the corpus and model). A stale but intact
-    index is still returned, for its vectors; a damaged one is reported and dropped."""
-    from .log import stage
+    """(the live index, whether it is current: same seeds and model, originals intact);
+    (None, False) when there is none or it is damaged."""
+    from .store import Store
 
-    gen = current_generation(settings.index_dir)
+    store = Store(settings)
+    gen = store.live_path()
     if gen is None:
         return None, False
     try:
-        with stage(f"loading the index {gen.name}"):
-            data = load(gen)
-    except IndexError_ as e:
-        if not quiet:
-            from .log import configured, log
-
-            message = f"{e.args[0].split('; run')[0]}; rebuilding"
-            if configured():
-                log.warning("%s", message)
-            else:  # used as a library, without the CLI's logging: still say it
-                print(f"qa: {message}", file=sys.stderr)
+        data = load(gen)
+    except IndexError_:
         return None, False
-    docs = load_documents(settings, data.library)
-    return data, _same(data.manifest, expected_manifest(docs, embedder.model_id, embedder.dim))
+    return data, store._current(data, embedder)[1]
+
+
+def live_quarantine(settings) -> dict[str, str]:
+    """Uploads of the live generation that are not served, with why: those quarantined
+    at its commit and those whose original went bad since (missing, changed, undecodable)."""
+    from .store import Store
+
+    f = _live_file(settings, "library.json")
+    if f is None:
+        return {}
+    library = Library.from_dict(json.loads(f.read_text(encoding="utf-8")))
+    return {**library.quarantined, **Store(settings).verify(library)}

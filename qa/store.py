@@ -1,0 +1,463 @@
+"""The one owner of the knowledge base: every change goes through a transaction here.
+
+    store = Store(settings)
+    with store.transaction(live=data) as tx:   # lock → the live generation (and its library)
+        tx.put(ingest(name, data))            # stage: the original is written, nothing is live
+        tx.delete("某县")
+        new = tx.commit(embedder)             # a complete generation, then ONE atomic pointer switch
+
+Start-up, `qa index`, add, remove and repair all go through it; `qa.index` only
+builds a generation folder and loads one. A transaction that fails (bad file, limit
+exceeded, cancelled, disk full, killed) leaves the live generation as it was and
+removes the originals it staged. Unchanged documents are carried over from the live
+generation (`index.Kept`: chunks, tokens and vectors copied, never re-read or
+re-parsed), so a write costs the changed document, not the library.
+
+Degrade, never brick: an upload whose original is missing, changed on disk (sha256)
+or no longer decodes is *quarantined* — left out of the served index, listed with its
+reason — and the rest keeps serving; `remove` or adding it again repairs it. The
+generation that was live before the last write is kept (PREVIOUS), so a corrupted
+current one is replaced by it at once while the current one is rebuilt.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DiskFull, NotFound, QAError
+
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+# ------------------------------------------------------------ file writes
+def _full(e: OSError, path: Path) -> DiskFull:
+    return DiskFull(f"no space left on the data volume while writing {path.name}; free some space and try again "
+                    "(nothing was changed)")
+
+
+def write_file(path: Path, data: bytes | str) -> None:
+    """Write a file and flush it to disk (inside a staged folder that is renamed into place)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        if e.errno in FULL:
+            raise _full(e, path) from None
+        raise
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """The one atomic file write: a temporary file next to it, flushed, then os.replace and
+    the folder flushed. A reader sees the old file or the new one; a failure leaves no
+    temporary file behind."""
+    tmp = path.parent / f".tmp-{path.name}.{os.getpid()}.{time.monotonic_ns() % 10**9}"
+    try:
+        write_file(tmp, data)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for p in root.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+    for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        fsync_dir(d)
+
+
+# ----------------------------------------------------------------- records
+@dataclass
+class Opened:
+    """The generation to serve, the decoded texts of its documents, and why it is degraded."""
+
+    data: object  # index.IndexData
+    texts: dict[str, str] = field(default_factory=dict)
+    rebuilding: str | None = None  # set: a fallback generation is served while the current one is rebuilt
+
+
+def _say(message: str) -> None:
+    from .log import configured, log
+
+    if configured():
+        log.warning("%s", message)
+    else:  # used as a library, without the CLI's logging: still say it
+        print(f"qa: {message}", file=sys.stderr)
+
+
+class Store:
+    def __init__(self, settings):
+        self.settings = settings
+        self.index_dir: Path = settings.index_dir
+        self.docs_dir: Path = settings.data_dir / "documents"
+
+    # ------------------------------------------------------------ reading
+    def _pointer(self, name: str) -> Path | None:
+        try:
+            gen = (self.index_dir / name).read_text().strip()
+        except OSError:
+            return None
+        path = self.index_dir / gen
+        return path if gen and path.is_dir() else None
+
+    def live_path(self) -> Path | None:
+        return self._pointer("CURRENT")
+
+    def previous_path(self) -> Path | None:
+        return self._pointer("PREVIOUS")
+
+    def mirror(self):
+        from .library import read_mirror
+
+        return read_mirror(self.settings)
+
+    def verify(self, library, texts: dict[str, str] | None = None) -> dict[str, str]:
+        """Check every served upload's original (present, sha256 as recorded, decodable):
+        doc_id -> why it must be quarantined. The decoded texts land in `texts`."""
+        from .corpus import CorpusError
+        from .library import read_original
+
+        bad = {}
+        for doc_id, entry in library.uploads.items():
+            if doc_id in library.quarantined:
+                continue
+            try:
+                text = read_original(self.settings, doc_id, entry)
+            except CorpusError as e:
+                bad[doc_id] = str(e)
+                continue
+            if texts is not None:
+                texts[doc_id] = text
+        return bad
+
+    # -------------------------------------------------------- transactions
+    @contextmanager
+    def transaction(self, live=None, library=None):
+        """Hold the writer lock; stage changes on a copy of the live library; `commit` makes
+        them live. Leaving the block without a commit (or with an error) rolls back."""
+        from . import index as index_mod
+
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        with index_mod.writer_lock(self.settings):
+            current = self.live_path()
+            if live is not None and (current is None or live.path.name != current.name):
+                live = None  # another process committed meanwhile: read what is live now
+            if live is None and current is not None:
+                try:
+                    live = index_mod.load(current)
+                except index_mod.IndexError_:
+                    live = None
+            if library is None:
+                library = live.library if live is not None else self.mirror()
+            tx = Transaction(self, live, library.copy())
+            try:
+                yield tx
+            finally:
+                if not tx.committed:
+                    tx.rollback()
+
+    def add(self, embedder, files: list[tuple[str, bytes]], live=None, progress: bool | None = None, cancel=None):
+        """Add or replace documents from (file name, bytes) pairs: (index, results)."""
+        from .ingest import Limits, ingest
+        from .ingest import TooLarge
+
+        if not files:
+            raise QAError("no files to add")
+        limits = Limits.of(self.settings)
+        items = [ingest(name, data, limits) for name, data in files]  # validated and decoded once, before the lock
+        ids = [i.doc_id for i in items]
+        if len(set(ids)) != len(ids):
+            raise QAError("two files in one request would get the same document id")
+        total = sum(len(i.chunks) for i in items)
+        cap = getattr(self.settings, "max_request_chunks", None)
+        if cap is not None and total > cap:
+            raise TooLarge(f"{total} passages in one request, more than the limit of {cap} (QA_MAX_REQUEST_CHUNKS); "
+                           "send fewer documents at a time")
+        with self.transaction(live=live) as tx:
+            results = [{"doc_id": i.doc_id, "status": tx.put(i), "title": i.document.title} for i in items]
+            if tx.live is not None and all(r["status"] == "unchanged" for r in results):
+                for r in results:
+                    r["chunks"] = tx.live.docs[r["doc_id"]]["chunks"]
+                return tx.live, results
+            data = tx.commit(embedder, progress=progress, cancel=cancel)
+        for r in results:
+            r["chunks"] = data.docs[r["doc_id"]]["chunks"]
+        return data, results
+
+    def remove(self, embedder, doc_id: str, live=None, progress: bool | None = None):
+        with self.transaction(live=live) as tx:
+            tx.delete(doc_id)
+            return tx.commit(embedder, progress=progress)
+
+    # ----------------------------------------------------- open and repair
+    def open(self, embedder, rebuild: bool = False, progress: bool | None = None, wait: bool = True) -> Opened:
+        """The generation to serve, made current first when it is missing, stale (seeds or
+        model changed), holds an upload whose original went bad (quarantined now), or is
+        damaged. A damaged one is replaced by the previous generation at once; with
+        `wait=False` that is returned (`rebuilding` says why) and `repair` is left to the caller."""
+        from . import index as index_mod
+        from .log import stage
+
+        data, reason = None, None
+        current = self.live_path()
+        if current is not None and not rebuild:
+            try:
+                with stage(f"loading the index {current.name}"):
+                    data = index_mod.load(current)
+            except index_mod.IndexError_ as e:
+                reason = e.args[0].split("; run")[0]
+                fallback = self.previous_path()
+                if fallback is not None and fallback != current:
+                    try:
+                        with stage(f"loading the previous index {fallback.name}"):
+                            previous = index_mod.load(fallback)
+                    except index_mod.IndexError_:
+                        previous = None
+                    if previous is not None:
+                        why = f"{reason}; serving the previous generation while it is rebuilt"
+                        _say(f"{reason}; rebuilding (the previous generation serves meanwhile)")
+                        opened = Opened(previous, self._texts(previous), rebuilding=why)
+                        if wait:
+                            return self.repair(embedder, previous, progress=progress)
+                        return opened
+                _say(f"{reason}; rebuilding")
+        if data is not None:
+            texts, fresh = self._current(data, embedder)
+            if fresh:
+                return Opened(data, texts)
+        return self.repair(embedder, data, progress=progress, rebuild=rebuild)
+
+    def _current(self, data, embedder) -> tuple[dict[str, str], bool]:
+        """(texts of the served documents, whether `data` is current: same seeds, same model,
+        every upload's original intact)."""
+        from . import index as index_mod
+        from .library import seed_documents
+
+        texts: dict[str, str] = {}
+        if not index_mod._same(data.manifest, index_mod.expected_manifest([], embedder.model_id, embedder.dim),
+                               index_mod.REUSE_KEYS):
+            return texts, False
+        lib = data.library
+        try:
+            seeds = {d.doc_id: d for d in seed_documents(self.settings)}
+        except QAError:
+            seeds = {}
+        wanted = {k for k in seeds if k not in lib.removed and k not in lib.uploads} | (set(lib.uploads) - set(lib.quarantined))
+        if wanted != set(data.docs):
+            return texts, False
+        for k in wanted & set(seeds):
+            if seeds[k].sha256 != data.docs[k]["sha256"]:
+                return texts, False
+            texts[k] = seeds[k].text
+        if self.verify(lib, texts):
+            return texts, False
+        return texts, True
+
+    def _texts(self, data) -> dict[str, str]:
+        texts: dict[str, str] = {}
+        self.verify(data.library, texts)
+        try:
+            from .library import seed_documents
+
+            texts.update({d.doc_id: d.text for d in seed_documents(self.settings)
+                          if d.doc_id in data.docs and d.doc_id not in data.library.uploads})
+        except QAError:
+            pass
+        return texts
+
+    def repair(self, embedder, previous=None, progress: bool | None = None, rebuild: bool = False) -> Opened:
+        """A new generation from the library (the live one's, or the mirror of the last commit),
+        every original re-read and checked: bad ones quarantined, the rest indexed; vectors of
+        documents unchanged since `previous` are reused (none with `rebuild`)."""
+        from .library import load_documents
+        from .log import stage
+
+        with self.transaction() as tx:
+            if tx.live is not None and previous is None and not rebuild:
+                previous = tx.live
+            if tx.live is None or rebuild:
+                tx.library = self.mirror().copy() if tx.live is None else tx.library
+            texts: dict[str, str] = {}
+            for doc_id, why in self.verify(tx.library, texts).items():
+                tx.library.quarantined[doc_id] = why
+                _say(f"quarantined {doc_id}: {why}")
+            docs = load_documents(self.settings, tx.library, texts)
+            seeds_changed = previous is not None and any(
+                d.doc_id in previous.docs and previous.docs[d.doc_id].get("source") == "seed"
+                and previous.docs[d.doc_id]["sha256"] != d.sha256 for d in docs)
+            with stage(f"indexing {len(docs)} documents into {self.index_dir}"):
+                data = tx.commit(embedder, progress=progress, docs=docs, previous=None if rebuild else previous,
+                                 keep_previous=not seeds_changed and not rebuild)
+        texts.update({d.doc_id: d.text for d in docs})
+        return Opened(data, texts)
+
+    # ---------------------------------------------------------------- commit
+    def commit_built(self, staged: Path, library, keep_previous: bool | Path = True) -> Path:
+        """Make a staged generation live: rename it into place, then switch CURRENT (the
+        one commit point), then mirror the library and collect garbage."""
+        gen = self.index_dir / staged.name.removeprefix(".tmp-")
+        try:
+            _fsync_tree(staged)
+            os.replace(staged, gen)
+            old = keep_previous if isinstance(keep_previous, Path) else self.live_path()
+            if keep_previous and old is not None and old != gen and old.is_dir():
+                atomic_write(self.index_dir / "PREVIOUS", old.name)
+            else:
+                (self.index_dir / "PREVIOUS").unlink(missing_ok=True)
+            atomic_write(self.index_dir / "CURRENT", gen.name)  # the commit point
+        except BaseException as e:
+            shutil.rmtree(staged, ignore_errors=True)
+            if self.live_path() != gen:
+                shutil.rmtree(gen, ignore_errors=True)
+            if isinstance(e, OSError) and e.errno in FULL:
+                raise _full(e, gen) from None
+            raise
+        try:  # after the commit: a failure here loses nothing (the mirror is rewritten by the next commit)
+            self.docs_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.docs_dir / "library.json", json.dumps(library.to_dict(), ensure_ascii=False, indent=1))
+        except (OSError, QAError) as e:
+            _say(f"could not update the library mirror ({e})")
+        self.gc(library)
+        return gen
+
+    def gc(self, library=None) -> None:
+        """Delete generations other than CURRENT and PREVIOUS, staged folders and temporary
+        files of dead writers, and originals the live library does not refer to. Call
+        under the writer lock."""
+        keep = {p for p in (self.live_path(), self.previous_path()) if p is not None}
+        if self.index_dir.is_dir():
+            for p in self.index_dir.iterdir():
+                if p.is_dir() and p not in keep and (p.name.startswith("gen-") or p.name.startswith(".tmp-")):
+                    shutil.rmtree(p, ignore_errors=True)
+                elif p.is_file() and p.name.startswith((".tmp-", ".CURRENT.")):
+                    p.unlink(missing_ok=True)
+        if library is None or not self.docs_dir.is_dir():
+            return
+        wanted = {e["file"] for e in library.uploads.values()}
+        for p in self.docs_dir.iterdir():
+            if p.name == "library.json" or p.name in wanted or not p.is_file():
+                continue
+            p.unlink(missing_ok=True)
+
+    def stage_blob(self, data: bytes, ext: str) -> tuple[str, bool]:
+        """Write an original once, named by its content hash: (file name, whether it is new)."""
+        import hashlib
+
+        name = hashlib.sha256(data).hexdigest() + ext
+        final = self.docs_dir / name
+        self.docs_dir.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            try:
+                if hashlib.sha256(final.read_bytes()).hexdigest() + ext == name:
+                    return name, False
+            except OSError:
+                pass
+        atomic_write(final, data)
+        return name, True
+
+
+class Transaction:
+    def __init__(self, store: Store, live, library):
+        self.store, self.live, self.library = store, live, library
+        self.changed: dict[str, object] = {}  # doc_id -> Ingested
+        self.deleted: set[str] = set()
+        self.new_blobs: list[Path] = []
+        self.committed = False
+
+    def put(self, item) -> str:
+        """Stage an ingested file: added, replaced or unchanged."""
+        old = self.live.docs.get(item.doc_id) if self.live is not None else None
+        quarantined = item.doc_id in self.library.quarantined
+        if old and old.get("sha256") == item.document.sha256 and not quarantined:
+            return "unchanged"
+        name, new = self.store.stage_blob(item.data, item.ext)
+        if new:
+            self.new_blobs.append(self.store.docs_dir / name)
+        self.library.uploads[item.doc_id] = {
+            "file": name, "name": item.name, "sha256": item.sha256, "bytes": len(item.data),
+            "added_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        if item.doc_id in self.library.removed:
+            self.library.removed.remove(item.doc_id)
+        self.library.quarantined.pop(item.doc_id, None)
+        self.changed[item.doc_id] = item
+        self.deleted.discard(item.doc_id)
+        return "replaced" if old or quarantined else "added"
+
+    def delete(self, doc_id: str) -> None:
+        from .library import seed_ids
+
+        known = set(self.live.docs) if self.live is not None else set()
+        known |= set(self.library.uploads)
+        if doc_id not in known:
+            raise NotFound(f"unknown doc_id {doc_id!r}; GET /documents (or `qa documents`) lists them")
+        self.library.uploads.pop(doc_id, None)
+        self.library.quarantined.pop(doc_id, None)
+        if doc_id in seed_ids(self.store.settings) and doc_id not in self.library.removed:
+            self.library.removed.append(doc_id)
+        self.changed.pop(doc_id, None)
+        self.deleted.add(doc_id)
+
+    def _docs(self) -> list:
+        """What the new generation holds: unchanged documents carried over from the live
+        generation, the changed ones as parsed at ingest."""
+        from . import index as index_mod
+        from .library import load_documents
+
+        lib = self.library
+        if self.live is None:  # nothing to carry over: read the library's originals
+            docs = {d.doc_id: d for d in load_documents(self.store.settings, lib) if d.doc_id not in self.changed}
+        else:
+            docs = {k: index_mod.Kept(k, m) for k, m in self.live.docs.items()
+                    if k not in self.changed and k not in self.deleted and k not in lib.quarantined}
+        docs.update({k: i.document for k, i in self.changed.items()})
+        return [docs[k] for k in sorted(docs)]
+
+    def commit(self, embedder, progress: bool | None = None, cancel=None, docs=None, previous=None,
+               keep_previous: bool = True):
+        from . import index as index_mod
+
+        docs = self._docs() if docs is None else docs
+        if not docs:
+            raise QAError("cannot remove the last document: the corpus would be empty")
+        chunked = {k: i.chunks for k, i in self.changed.items()}
+        try:
+            staged = index_mod.stage_generation(self.store.index_dir, embedder, docs, self.library,
+                                                previous=previous if previous is not None else self.live,
+                                                progress=progress, chunked=chunked, cancel=cancel)
+        except OSError as e:
+            if e.errno in FULL:
+                raise _full(e, self.store.index_dir) from None
+            raise
+        source = previous if previous is not None else self.live  # a generation known to load: the fallback
+        gen = self.store.commit_built(staged, self.library, keep_previous=source.path if keep_previous and source else False)
+        self.committed = True
+        return index_mod.load(gen, verify=False)  # just written and flushed: no need to hash it again
+
+    def rollback(self) -> None:
+        """Nothing was committed: take away the originals this transaction wrote."""
+        for p in self.new_blobs:
+            p.unlink(missing_ok=True)
+        self.new_blobs.clear()
