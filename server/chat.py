@@ -173,7 +173,9 @@ def answer_text(body: dict) -> str:
         c = p["citation"]
         quote_ = p["highlight"] if len(p["highlight"]) <= 60 else p["highlight"][:59] + "…"
         lines.append(f"[{p['rank']}] {_where(c)}：“{quote_}”")
-    return "\n".join(lines)
+    from .safe_text import neutralise_markup  # uploaded text may hold links and HTML; frontends render markdown
+
+    return neutralise_markup("\n".join(lines))
 
 
 def _where(c: dict) -> str:

@@ -1,9 +1,17 @@
 """HTTP models: what /ask and friends accept and return (OpenAPI is built from these)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, field_validator
+
+
+def _whole(v):
+    """2.0 is the integer 2 (JSON Schema's "integer" admits it); "5", 2.5 and true stay refused."""
+    return int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2**53 else v
+
+
+WholeInt = Annotated[StrictInt, BeforeValidator(_whole)]
 
 
 class Filters(BaseModel):
@@ -19,7 +27,7 @@ class AskRequest(BaseModel):
         json_schema_extra={"examples": [{"question": "海门区2024年对清华北大录取人数的目标是多少？", "top_k": 5}]},
     )
     question: StrictStr = Field(min_length=1, description="the question, in Chinese (at most QA_MAX_QUESTION_CHARS, default 500)")
-    top_k: StrictInt = Field(default=5, ge=1, le=50, description="passages to return")
+    top_k: WholeInt | None = Field(default=None, ge=1, le=50, description="passages to return (default: QA_TOP_K, 5)")
     filters: Filters | None = None
     history: list[StrictStr] | None = Field(
         default=None, max_length=100,
@@ -79,23 +87,29 @@ class AskResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ready", "loading", "failed"]
+    status: Literal["ready", "degraded", "loading", "failed"] = Field(
+        description="degraded: answering, but some uploads are quarantined or a damaged index is being rebuilt (see reasons)")
     model_id: str | None = None
     chunks: int | None = None
     documents: int | None = None
+    quarantined: int | None = Field(default=None, description="uploads left out because their original is missing, "
+                                    "changed on disk or undecodable (GET /documents lists them with the reason)")
+    reasons: list[str] | None = Field(default=None, description="why the service is degraded")
     error: str | None = None
 
 
 class DocumentInfo(BaseModel):
     doc_id: str
-    title: str
-    region: str | None
+    title: str = ""
+    region: str | None = None
     city: str | None = None
-    years: list[int]
-    kind: str
-    chunks: int
-    chars: int
+    years: list[int] = []
+    kind: str = ""
+    chunks: int = 0
+    chars: int = 0
     source: Literal["seed", "upload"] = "seed"
+    status: Literal["served", "quarantined"] = "served"
+    reason: str | None = Field(default=None, description="why a quarantined document is not served, and the fix")
 
 
 class UploadResult(BaseModel):

@@ -279,11 +279,11 @@ def test_writes_are_disabled_without_a_key_and_reads_can_require_one(tmp_path, s
     with TestClient(create_app(s, background=False)) as c:
         r = c.post("/documents", files={"file": ("a.txt", COUNTY.encode())})
         assert r.status_code == 403 and "QA_API_KEY" in r.json()["error"]["message"]
-    s = Settings(data_dir=tmp_path, model_cache=TEST_DATA / "models", api_key="k", require_key_for_reads=True)
+    s = Settings(data_dir=tmp_path, model_cache=TEST_DATA / "models", api_key="read-key-1", require_key_for_reads=True)
     with TestClient(create_app(s, background=False)) as c:
         assert c.post("/ask", json={"question": "双减"}).status_code == 401
         assert c.get("/documents").status_code == 401
-        assert c.post("/ask", json={"question": "双减"}, headers={"X-API-Key": "k"}).status_code == 200
+        assert c.post("/ask", json={"question": "双减"}, headers={"X-API-Key": "read-key-1"}).status_code == 200
         assert c.get("/healthz").status_code == 200  # probes stay open
 
 
