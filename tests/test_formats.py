@@ -129,10 +129,25 @@ def scanned_pdf(text_pdf) -> bytes:
     return buf.getvalue()
 
 
+def _mixed_pdf(text_pdf: bytes, scanned_pdf: bytes) -> bytes:
+    """Page 1 with its text layer, page 2 scanned: a signed page scanned back into a report."""
+    import pypdfium2 as pdfium
+
+    out, a, b = pdfium.PdfDocument.new(), pdfium.PdfDocument(text_pdf), pdfium.PdfDocument(scanned_pdf)
+    out.import_pages(a, [0])
+    out.import_pages(b, [1])
+    buf = io.BytesIO()
+    out.save(buf)
+    for d in (out, a, b):
+        d.close()
+    return buf.getvalue()
+
+
 @pytest.fixture(scope="module")
 def offline_ocr(scanned_pdf, text_pdf):
-    """OCR results of the scanned PDF and of page 2 as a PNG, made with every socket refused and
-    rapidocr's downloader disabled: the models must come from the wheel."""
+    """OCR results, made with every socket refused and rapidocr's downloader disabled (the models
+    must come from the wheel): the scanned PDF, a PDF whose second page is scanned, and the top
+    half of page 2 as a PNG."""
     pytest.importorskip("rapidocr", reason="the OCR extra: pip install 'policy-qa[ocr]'")
     import rapidocr.utils.download_file as dl
 
@@ -148,10 +163,12 @@ def offline_ocr(scanned_pdf, text_pdf):
         mp.setattr(dl.DownloadFile, "run", classmethod(lambda cls, *a, **k: refuse("download", *a)))
         mp.setattr(ocr, "_engine", None)  # built here, under the refusal
         scanned = convert("scan.pdf", scanned_pdf)
+        mixed = convert("mixed.pdf", _mixed_pdf(text_pdf, scanned_pdf))
+        page2 = _page_images(text_pdf, 1.5)[1]
         png = io.BytesIO()
-        _page_images(text_pdf, 1.5)[1].save(png, format="PNG")
+        page2.crop((0, 0, page2.width, page2.height // 2)).save(png, format="PNG")
         image = convert("page2.png", png.getvalue())
-    return scanned, image
+    return {"scanned": scanned, "mixed": mixed, "image": image}
 
 
 # ------------------------------------------------------------------ text PDF
@@ -189,21 +206,33 @@ def test_text_pdf_metadata_comes_from_the_pdf_info(text_pdf):
 # ------------------------------------------------------------------ scans and images (OCR)
 @pytest.mark.slow
 def test_scanned_pdf_is_read_by_ocr_offline_close_to_the_source_with_pages(offline_ocr, source_pages):
-    c, _ = offline_ocr
-    assert c.ocr
+    c = offline_ocr["scanned"]
+    assert c.ocr and "ocr_pages" not in c.metadata
     assert len(c.pages) == 2
     for (a, b), page in zip(c.pages, source_pages):
         assert overlap(kept(c, a, b), "".join(page)) >= 0.9
-    # the running header and the page numbers are furniture in a scan too
+    # the running header and the page numbers are furniture in a scan too; headings keep their lines
     assert {r for _, _, r in c.removed} >= {"page_number"}
     assert not any(HEADER in l for l in kept(c).splitlines())
+    assert any(l.startswith("一、") for l in kept(c).splitlines())
+
+
+@pytest.mark.slow
+def test_a_pdf_with_one_scanned_page_reads_that_page_by_ocr_and_says_which(offline_ocr, source_pages):
+    c = offline_ocr["mixed"]
+    assert c.ocr and c.metadata["ocr_pages"] == [2] and len(c.pages) == 2
+    (a1, b1), (a2, b2) = c.pages
+    assert squash(kept(c, a1, b1)) == squash("".join(source_pages[0]))  # the text layer, exactly
+    assert overlap(kept(c, a2, b2), "".join(source_pages[1])) >= 0.9
 
 
 @pytest.mark.slow
 def test_an_image_of_a_page_is_read_by_ocr(offline_ocr, source_pages):
-    _, c = offline_ocr
-    assert c.ocr and len(c.pages) == 1
-    assert overlap(kept(c), "".join(source_pages[1])) >= 0.9
+    c = offline_ocr["image"]
+    assert c.ocr and len(c.pages) == 1 and c.pages[0] == (0, len(c.text))
+    got = kept(c)
+    assert len(squash(got)) >= 0.3 * len(squash("".join(source_pages[1])))  # the top half of the page
+    assert overlap("".join(source_pages[1]), got) >= 0.9  # what was recognised is the page's text
 
 
 def test_the_ocr_models_are_the_files_inside_the_wheel():

@@ -30,6 +30,7 @@ MAX_FRAMES = 500
 
 _engine = None
 _lock = threading.Lock()
+_run_lock = threading.Lock()
 
 
 def ocr_available() -> bool:
@@ -78,7 +79,9 @@ def engine():
 
 def recognise(image) -> list[Line]:
     """Text lines of an image (a numpy array, BGR or grey), with their boxes in pixels."""
-    result = engine()(image)
+    eng = engine()
+    with _run_lock:  # one recognition at a time: each already uses every core
+        result = eng(image)
     if result.boxes is None or result.txts is None:
         return []
     lines = []

@@ -13,6 +13,7 @@ a message naming the extra.
 from __future__ import annotations
 
 import re
+import threading
 from datetime import datetime
 
 from . import OCR_EXTRA, Converted, FormatError, OCRUnavailable
@@ -21,6 +22,10 @@ from .layout import Line, Page, assemble
 MIN_PAGE_CHARS = 5  # fewer non-space characters than this on a page with an image: a scan
 OCR_SCALE = 2.0  # 144 dpi: 1684 px for an A4 height; recognition is no better above, only slower
 MAX_PAGES = 2000
+MAX_OCR_PAGES = 200  # ~3-10 s a page on two cores
+# PDFium is not thread-safe (pypdfium2's documentation): a server converting two uploads at once
+# must not call into it from two threads. Recognition (onnxruntime) runs outside this lock.
+PDFIUM_LOCK = threading.RLock()
 
 
 def _lines(textpage) -> list[Line]:
@@ -114,51 +119,61 @@ def convert_pdf(name: str, data: bytes) -> Converted:
     import pypdfium2 as pdfium
     import pypdfium2.raw as raw
 
+    with PDFIUM_LOCK:
+        try:
+            pdf = pdfium.PdfDocument(data)
+        except pdfium.PdfiumError as e:
+            if getattr(e, "err_code", None) == raw.FPDF_ERR_PASSWORD:
+                raise FormatError(
+                    f"{name}: the PDF is password-protected; save an unprotected copy (print to PDF) and upload that"
+                ) from None
+            raise FormatError(f"{name}: not a readable PDF ({e})") from None
     try:
-        pdf = pdfium.PdfDocument(data)
-    except pdfium.PdfiumError as e:
-        if getattr(e, "err_code", None) == raw.FPDF_ERR_PASSWORD:
-            raise FormatError(
-                f"{name}: the PDF is password-protected; save an unprotected copy (print to PDF) and upload that"
-            ) from None
-        raise FormatError(f"{name}: not a readable PDF ({e})") from None
-    try:
-        if len(pdf) == 0:
-            raise FormatError(f"{name}: the PDF has no pages")
-        if len(pdf) > MAX_PAGES:
-            raise FormatError(f"{name}: {len(pdf)} pages; at most {MAX_PAGES} are read")
-        pages: list[Page] = []
-        scans: list[int] = []
-        for i in range(len(pdf)):
-            page = pdf[i]
-            width, height = page.get_size()
-            textpage = page.get_textpage()
-            lines = _lines(textpage)
-            textpage.close()
-            for l in lines:  # PDF space has y upward from the bottom: make it downward from the top
-                l.top, l.bottom = l.top + height, l.bottom + height
-            if sum(len(l.text.strip()) for l in lines) < MIN_PAGE_CHARS and _has_image(page):
-                scans.append(i)
-            pages.append(Page(lines, width, height))
-            page.close()
-        ocr_used = False
+        with PDFIUM_LOCK:
+            n = len(pdf)
+            if n == 0:
+                raise FormatError(f"{name}: the PDF has no pages")
+            if n > MAX_PAGES:
+                raise FormatError(f"{name}: {n} pages; at most {MAX_PAGES} are read")
+            pages: list[Page] = []
+            scans: list[int] = []
+            for i in range(n):
+                page = pdf[i]
+                width, height = page.get_size()
+                textpage = page.get_textpage()
+                lines = _lines(textpage)
+                textpage.close()
+                for l in lines:  # PDF space has y upward from the bottom: make it downward from the top
+                    l.top, l.bottom = l.top + height, l.bottom + height
+                if sum(len(l.text.strip()) for l in lines) < MIN_PAGE_CHARS and _has_image(page):
+                    scans.append(i)
+                pages.append(Page(lines, width, height))
+                page.close()
+            meta = _metadata(pdf)
         if scans:
             from .ocr import ocr_available, recognise
 
             if not ocr_available():
-                what = "has no text layer" if len(scans) == len(pages) else f"has scanned pages ({', '.join(str(i + 1) for i in scans)})"
+                what = "has no text layer" if len(scans) == n else f"has scanned pages ({', '.join(str(i + 1) for i in scans)})"
                 raise OCRUnavailable(f"{name}: the PDF {what} and no OCR backend is installed; install it with {OCR_EXTRA}")
+            if len(scans) > MAX_OCR_PAGES:
+                raise FormatError(
+                    f"{name}: {len(scans)} scanned pages; at most {MAX_OCR_PAGES} are read by OCR in one upload (split the file)"
+                )
             for i in scans:
-                bitmap = pdf[i].render(scale=OCR_SCALE)
-                img = bitmap.to_numpy()
+                with PDFIUM_LOCK:  # render under the lock, recognise outside it
+                    page = pdf[i]
+                    bitmap = page.render(scale=OCR_SCALE)
+                    img = bitmap.to_numpy().copy()
+                    bitmap.close()
+                    page.close()
                 pages[i] = Page(recognise(img), img.shape[1], img.shape[0])
-            ocr_used = True
-        meta = _metadata(pdf)
     finally:
-        pdf.close()
+        with PDFIUM_LOCK:
+            pdf.close()
     out = assemble(pages)
-    if not out.text.strip() or len(re.sub(r"\s", "", out.text)) < MIN_PAGE_CHARS:
+    if len(re.sub(r"\s", "", out.text)) < MIN_PAGE_CHARS:
         raise FormatError(f"{name}: no text found in the PDF (neither a text layer nor recognisable scanned text)")
-    if ocr_used and len(scans) < len(pages):
+    if scans and len(scans) < len(pages):
         meta["ocr_pages"] = [i + 1 for i in scans]
-    return Converted(text=out.text, removed=out.removed, pages=out.pages, ocr=ocr_used, metadata=meta)
+    return Converted(text=out.text, removed=out.removed, pages=out.pages, ocr=bool(scans), metadata=meta)
