@@ -18,7 +18,8 @@ from .corpus import Document
 from .records import Chunk
 from .text import CLAUSE_END, Mapped, cn_to_int, split_sentences
 
-CHUNKER_VERSION = "2"  # 2: markdown markup removed
+CHUNKER_VERSION = "3"  # 2: markdown markup removed; 3: the document's header (notice, source line) is a cited chunk
+HEADER_SECTION = "文件信息"
 TARGET = 350
 HARD_CAP = 500
 SEP = " › "
@@ -227,6 +228,11 @@ def _split(unit: _Unit) -> list[tuple[int, int, str]]:
 def chunk_document(doc: Document) -> list[Chunk]:
     chunks: list[Chunk] = []
     counter = [0]
+    if doc.header is not None and len(doc.header.strip()):
+        h = doc.header.strip()
+        h = h if len(h) <= HARD_CAP else h[:HARD_CAP].strip()
+        chunks.append(Chunk(id=f"{doc.doc_id}:{h.start}", doc_id=doc.doc_id, title=doc.title, section=HEADER_SECTION,
+                            paragraph=0, start=h.start, end=h.end, text=h.text))
     for part in doc.parts:
         st = _Structure()
         units: list[_Unit] = []

@@ -25,7 +25,7 @@ class CorpusError(QAError):
 class Removed:
     start: int
     end: int
-    kind: str  # cruft | bookmark | page_number | notice_header | cc | byline | title | markup
+    kind: str  # cruft | bookmark | page_number | cc | byline | title | markup
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class Document:
     kind: str
     parts: tuple[Part, ...]
     removed: tuple[Removed, ...] = field(repr=False)
+    header: Mapped | None = field(default=None, repr=False)  # notice header / source line: cited, not removed
+    metadata: dict = field(default_factory=dict)  # issuer, doc_number, issued, published, source (what the header says)
 
     @property
     def sha256(self) -> str:
@@ -60,6 +62,7 @@ class Document:
             "city": self.city,
             "years": list(self.years),
             "kind": self.kind,
+            **self.metadata,
         }
 
 
@@ -77,6 +80,12 @@ BOOKMARK = re.compile(r"\[bookmark:[^\]\n]*\]")
 # Markdown uploads: heading hashes, list bullets and emphasis marks are markup, not text
 MARKUP = re.compile(r"^\s{0,3}(?:#{1,6}\s+|[-*+]\s+|>\s*)|\*\*|__")
 CC_LINE = re.compile(r"^\s*抄\s*送\s*[:：]")
+# a page's own line about the document: 来源 / 发布时间 (metadata, kept and cited as the header)
+SOURCE_LINE = re.compile(r"^\s*(?:.*(?:时间|发布时间)\s*[:：].*来源\s*[:：]|来源\s*[:：].*(?:发布时间|时间)\s*[:：])")
+SOURCE_TAIL = re.compile(r"\s*(?:累计次数|浏览次数|点击数|访问量|字体)\s*[:：].*$")
+FULL_DOC_NUMBER = re.compile(r"[\u4e00-\u9fff]{1,10}[〔\[［(（]\s*(?:19|20)\d{2}\s*[〕\]］)）]\s*\d+\s*号")
+CN_DATE = re.compile(r"((?:19|20)\d{2})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日")
+ISO_DATE = re.compile(r"((?:19|20)\d{2})-(\d{1,2})-(\d{1,2})")
 DOC_NUMBER = re.compile(r"[〔\[［(（]\s*(?:19|20)\d{2}\s*[〕\]］)）]\s*\d+\s*号")
 TRANSMITTAL = re.compile(r"关于印发《(.+?)》的通知")
 SHARED_TITLE = re.compile(r"《(.+?)(?:\.docx?|\.pdf|\.wps)?》由会员分享")
@@ -165,8 +174,11 @@ def parse_document(text: str, doc_id: str) -> Document:
 
     # 1. web-page furniture, and a share-site line that names the document
     kept: list[Mapped] = []
+    header: list[Mapped] = []
     for l in lines:
-        if CRUFT_LINE.match(l.text):
+        if SOURCE_LINE.match(l.text) and not header:
+            header.append(_drop(l, SOURCE_TAIL, "cruft", removed).strip())
+        elif CRUFT_LINE.match(l.text):
             m = SHARED_TITLE.search(l.text)
             shared_title = shared_title or (m and m.group(1))
             _remove_line(l, "cruft", removed)
@@ -198,8 +210,7 @@ def parse_document(text: str, doc_id: str) -> Document:
             None,
         )
         if idx is not None:
-            for l in lines[:idx]:
-                _remove_line(l, "notice_header", removed)
+            header = [l.strip() for l in lines[:idx] if l.text.strip()] + header
             lines = lines[idx:]
 
     # 4. a docx export with a page number at the start of every line: join the pages back
@@ -248,6 +259,8 @@ def parse_document(text: str, doc_id: str) -> Document:
         raise CorpusError(f"{doc_id}: no text left after removing page furniture")
     title = collection_title or parts[0].title or doc_id
     region, city = _region(title, text)
+    head = Mapped.join(sorted(header, key=lambda m: m.start), sep="\n") if header else None
+    bylines = [text[r.start : r.end] for r in removed if r.kind == "byline"]
     return Document(
         doc_id=doc_id,
         text=text,
@@ -258,6 +271,8 @@ def parse_document(text: str, doc_id: str) -> Document:
         kind=_kind(title),
         parts=tuple(parts),
         removed=tuple(sorted(removed, key=lambda r: r.start)),
+        header=head,
+        metadata=_header_metadata(head.text if head else "", bylines),
     )
 
 
@@ -332,6 +347,32 @@ def _years(title: str, text: str) -> tuple[int, ...]:
             return tuple(range(a, b + 1))
     years = sorted({int(y) for y in re.findall(r"((?:19|20)\d{2})年", title)})
     return tuple(years)
+
+
+def _header_metadata(header: str, bylines: list[str]) -> dict:
+    """What a document's header says about it: issuing body, document number (文号), the date
+    it was issued and the page's publication date and source."""
+    meta: dict = {}
+    m = FULL_DOC_NUMBER.search(header)
+    if m:
+        meta["doc_number"] = re.sub(r"\s+", "", m.group(0))
+    lines = [l.strip() for l in header.splitlines() if l.strip()]
+    issuer = next((l[:-2] for l in lines if l.endswith("文件") and len(l) > 4), None)
+    src = re.search(r"来源\s*[:：]\s*(\S+)", header)
+    if src:
+        meta["source"] = src.group(1)
+    agency = src.group(1) if src and BYLINE.match(src.group(1)) else None  # a bureau, not a template website
+    issuer = issuer or next((l for l in lines if BYLINE.match(l)), None) or agency or (bylines[0].strip() if bylines else None)
+    if issuer:
+        meta["issuer"] = issuer
+    dates = CN_DATE.findall(header)
+    if dates:
+        y, mo, d = dates[-1]
+        meta["issued"] = f"{int(y):04d}-{int(mo):02d}-{int(d):02d}"
+    pub = re.search(r"(?:发布时间|时间)\s*[:：]\s*" + ISO_DATE.pattern, header)
+    if pub:
+        meta["published"] = f"{int(pub.group(1)):04d}-{int(pub.group(2)):02d}-{int(pub.group(3)):02d}"
+    return meta
 
 
 def _kind(title: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.chunking import HARD_CAP, chunk_document, outline
+from qa.chunking import HEADER_SECTION, HARD_CAP, chunk_document, outline
 from qa.corpus import CorpusError, load_corpus, load_document
 from qa.settings import REPO_ROOT
 from qa.text import split_sentences, squash
@@ -126,6 +126,8 @@ def test_no_artifact_survives(chunks):
     )
     for cs in chunks.values():
         for c in cs:
+            if c.section == HEADER_SECTION:
+                continue  # the document's header is cited on purpose (see the header test)
             assert not artifacts.search(c.text), (c.id, artifacts.search(c.text).group())
     # docx page numbers are gone and the words they split are whole again
     joined = "".join(c.text for c in chunks["002_d8b7d3eb7f9ecd3f"])
@@ -218,3 +220,21 @@ def test_cli_chunks_json_has_exactly_the_chunk_fields():
     assert all(list(row) == ["id", "doc_id", "title", "section", "paragraph", "start", "end", "text"] for row in rows)
     src = Path(SEEDS / "001_c94d74ce0abaca2b.txt").read_text(encoding="utf-8")
     assert all(squash(src[r["start"] : r["end"]]).endswith(squash(r["text"])[-10:]) for r in rows)
+
+
+def test_the_header_is_cited_and_read_as_metadata(docs, chunks):
+    """The notice header of 000 and the source line of 004 are kept: one cited chunk each,
+    and what they say (文号, issuing body, dates) is the document's metadata."""
+    head = [c for c in chunks["000_eaec54ca81dddf17"] if c.section == HEADER_SECTION]
+    assert len(head) == 1 and head[0].paragraph == 0 and head[0].start == 0
+    assert "惠教发[2018]50号" in head[0].text and "2018年8月3日" in head[0].text and "抄送" not in head[0].text
+    m = docs["000_eaec54ca81dddf17"].meta()
+    assert (m["doc_number"], m["issuer"], m["issued"]) == ("惠教发[2018]50号", "无锡市惠山区教育局", "2018-08-03")
+    m = docs["004_6f03f12d06f5859c"].meta()
+    assert (m["issuer"], m["published"], m["source"]) == ("南通市海门区教育体育局", "2024-07-15", "南通市海门区教育体育局")
+    (h4,) = [c for c in chunks["004_6f03f12d06f5859c"] if c.section == HEADER_SECTION]
+    assert "发布时间:2024-07-15" in h4.text and "字体" not in h4.text  # the page furniture after it is still removed
+    m = docs["003_699d69580ee34bfa"].meta()
+    assert m["published"] == "2022-12-15" and "issuer" not in m  # a template website is a source, not an issuer
+    assert not [c for c in chunks["001_c94d74ce0abaca2b"] if c.section == HEADER_SECTION]
+
