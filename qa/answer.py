@@ -22,7 +22,8 @@ def _bigrams(s: str) -> set[str]:
 def _sentences(text: str) -> tuple[tuple[str, frozenset, frozenset], ...]:
     """Sentences of a chunk with their tokens and bigrams (chunks repeat across questions:
     tokenising them once takes most of the highlighting time off each request)."""
-    sents = [text[a:b].strip() for a, b in split_sentences(text)]
+    # sentences, and lines inside them (a header or a list has lines, not sentences)
+    sents = [line.strip() for a, b in split_sentences(text) for line in text[a:b].split("\n")]
     return tuple((s, frozenset(tokenize(s)), frozenset(_bigrams(s))) for s in sents if s)
 
 
