@@ -348,6 +348,28 @@ def test_a_web_page_without_meta_tags_takes_its_date_and_source_from_the_info_li
     assert squash("".join(source_pages[1])) in squash(c.text)
 
 
+def test_a_table_laid_out_web_page_gives_its_heading_paragraphs_and_closing_section(source_pages):
+    """Older government sites lay the whole page out in nested tables, with bare-text divs at the end."""
+    paras = [p for page in source_pages for p in page][:6]
+    body = "".join(f"<p style='text-indent:2em'>{p}</p>" for p in paras)
+    page = f"""<html><head><meta charset="utf-8"><title>惠山区教育局</title></head><body>
+<table width="100%"><tr><td><a href="/">首页</a></td><td><a href="/a">机构概况</a></td><td><a href="/b">政务公开</a></td></tr></table>
+<table width="980"><tr><td class="dqwz">您现在的位置：<a>首页</a> &gt;&gt; <a>通知公告</a></td></tr>
+<tr><td align="center"><h2>关于印发工作意见的通知</h2></td></tr>
+<tr><td align="center">发布日期：2018年08月03日　　信息来源：惠山区教育局　　浏览次数：312</td></tr>
+<tr><td id="content">{body}<h3>五、工作措施</h3><div>（一）加强党建。要把政治建设摆在首位，推动全面从严治党向纵深发展，持续深化作风建设。</div></td></tr>
+<tr><td>【<a href="javascript:print()">打印本页</a>】【<a href="javascript:close()">关闭窗口</a>】</td></tr></table>
+<table><tr><td>版权所有：无锡市惠山区教育局 地址：惠山区政和大道 苏ICP备12345678号</td></tr></table></body></html>"""
+    c = convert("notice.html", page.encode())
+    lines = c.text.splitlines()
+    assert lines[0] == "关于印发工作意见的通知" == c.metadata["title"]
+    assert [squash(l) for l in lines[1 : 1 + len(paras)]] == [squash(p) for p in paras]
+    assert lines[-2:] == ["五、工作措施", "（一）加强党建。要把政治建设摆在首位，推动全面从严治党向纵深发展，持续深化作风建设。"]
+    for junk in ("首页", "您现在的位置", "打印本页", "版权所有", "ICP"):
+        assert junk not in c.text, junk
+    assert c.metadata["published"] == "2018-08-03" and c.metadata["source"] == "惠山区教育局"
+
+
 def test_a_web_page_with_no_main_text_is_a_422():
     page = (
         "<html><head><title>首页</title><script>location.href='/index.html'</script></head><body>"

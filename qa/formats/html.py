@@ -25,7 +25,10 @@ FURNITURE = re.compile(
     r"^\s*(?:当前位置|您的位置|您现在的位置|你的位置|所在位置)\s*[:：]"
     r"|^\s*首页\s*[>＞›»/]"
     r"|分享到|打印本页|关闭窗口|【\s*打印\s*】|【\s*关闭\s*】|扫一扫在手机|收藏本页|返回顶部"
+    r"|^\s*(?:版权所有|主办单位|承办单位|网站标识码|技术支持|联系我们)\s*[:：]?|ICP备|公网安备"
 )
+BLOCKS = {"p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol", "section", "article", "form", "br"}
+TABLE_PARTS = {"table", "thead", "tbody", "tfoot", "tr", "td", "th", "caption"}
 META_KEYS = {
     "title": ("articletitle", "title", "og:title", "dc.title"),
     "published": ("pubdate", "publishdate", "firstpublishedtime", "article:published_time", "dc.date", "date", "publish_date"),
@@ -71,6 +74,55 @@ def _meta_tags(tree) -> dict:
     return out
 
 
+def _headline(tree) -> str | None:
+    """The article's own heading: the first <h1>, else the first title-classed element or <h2>, that reads
+    like a title (4-100 characters, not page furniture)."""
+    for xp in ("//h1", "//*[contains(@class,'title') or contains(@class,'bt') or contains(@id,'title')]", "//h2"):
+        for el in tree.xpath(xp):
+            if el.tag in ("title", "meta", "head"):
+                continue
+            t = re.sub(r"\s+", " ", "".join(el.itertext())).strip()
+            if 4 <= len(t) <= 100 and not FURNITURE.search(t):
+                return t
+    return None
+
+
+def _normalise_blocks(tree) -> None:
+    """Tables used for page layout (as older government sites are built) become divs, so that the
+    extractor sees blocks instead of one data table holding the whole page. A table is layout when
+    a cell holds block elements or when it has a single column; tables of text cells stay tables."""
+    layout = []
+    for table in list(tree.iter("table")):
+        if table.getparent() is None:
+            continue
+        text = "".join(table.itertext()).strip()
+        links = "".join(t for a in table.iter("a") for t in a.itertext()).strip()
+        if text and len(links) >= 0.6 * len(text):  # a menu laid out as a table
+            table.getparent().remove(table)
+            continue
+        rows = [tr for tr in table.iter("tr") if next(tr.iterancestors("table"), None) is table]
+        cells = [c for tr in rows for c in tr if c.tag in ("td", "th")]
+        single_column = all(sum(1 for c in tr if c.tag in ("td", "th")) <= 1 for tr in rows)
+        blocky = any(d.tag in BLOCKS for c in cells for d in c.iterdescendants() if isinstance(d.tag, str))
+        if single_column or blocky:
+            layout.extend(
+                el
+                for el in [table, *table.iterdescendants()]
+                if isinstance(el.tag, str)
+                and el.tag in TABLE_PARTS
+                and (el is table or next(el.iterancestors("table"), None) is table)
+            )
+    for el in layout:  # renamed after all are found: a renamed table is no longer an ancestor "table"
+        el.tag = "div"
+    # a div holding only inline content is a paragraph: trafilatura drops bare-text divs (and the
+    # heading before them) that follow <p> paragraphs, as the end of many articles is written
+    for el in tree.iter("div"):
+        if "".join(el.itertext()).strip() and not any(
+            isinstance(d.tag, str) and d.tag in BLOCKS for d in el.iterdescendants()
+        ):
+            el.tag = "p"
+
+
 def convert_html(name: str, data: bytes) -> Converted:
     import trafilatura
     from lxml import etree
@@ -88,6 +140,8 @@ def convert_html(name: str, data: bytes) -> Converted:
     m = SOURCE_LINE.search(page_text)
     if m and "source" not in meta:
         meta["source"] = m.group(1)
+    headline = _headline(tree)
+    _normalise_blocks(tree)
     try:
         doc = trafilatura.bare_extraction(
             tree,
@@ -103,6 +157,8 @@ def convert_html(name: str, data: bytes) -> Converted:
     text = (doc.text if doc is not None else "") or ""
     lines = [l.strip() for l in text.splitlines()]
     lines = [l for l in lines if l and not FURNITURE.search(l)]
+    if headline and lines and re.sub(r"\s", "", headline) not in re.sub(r"\s", "", "".join(lines[:3])):
+        lines.insert(0, headline)  # the extractor took the body without the heading above it
     text = "\n".join(lines)
     if len(re.sub(r"\s", "", text)) < MIN_CHARS:
         raise FormatError(
@@ -110,6 +166,8 @@ def convert_html(name: str, data: bytes) -> Converted:
             "save the article page itself, or copy its text into a .txt file"
         )
 
+    if headline and "title" not in meta:
+        meta["title"] = headline
     if doc is not None:
         if doc.title and "title" not in meta:
             meta["title"] = doc.title
