@@ -162,7 +162,12 @@ def docx_text(data: bytes, name: str, max_chars: int | None = None) -> str:
 def decode(name: str, data: bytes, max_chars: int | None = None):
     """(text, converted or None): the converters of qa.formats first, then .txt/.md/.docx."""
     f = _formats()
-    converted = f.convert(name, data) if f is not None else None
+    try:
+        converted = f.convert(name, data) if f is not None else None
+    except QAError:
+        raise
+    except Exception as e:  # a converter's library failing on a hostile file is a 4xx, never a 500
+        raise CorpusError(f"{name}: cannot be read as {name.rpartition('.')[2].upper()} ({type(e).__name__})") from None
     if converted is not None:
         text = converted.text
     elif name.lower().endswith(".docx"):
