@@ -18,7 +18,7 @@ from .corpus import Document
 from .records import Chunk
 from .text import CLAUSE_END, Mapped, cn_to_int, split_sentences
 
-CHUNKER_VERSION = "3"  # 2: markdown markup removed; 3: the document's header (notice, source line) is a cited chunk
+CHUNKER_VERSION = "4"  # 2: markdown markup removed; 3: the header is a cited chunk; 4: its metadata (issuer, 文号, dates)
 HEADER_SECTION = "文件信息"
 TARGET = 350
 HARD_CAP = 500

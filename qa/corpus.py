@@ -48,7 +48,7 @@ class Document:
     parts: tuple[Part, ...]
     removed: tuple[Removed, ...] = field(repr=False)
     header: Mapped | None = field(default=None, repr=False)  # notice header / source line: cited, not removed
-    metadata: dict = field(default_factory=dict)  # issuer, doc_number, issued, published, source (what the header says)
+    metadata: dict = field(default_factory=dict)  # issuer, doc_number, issued, published, publisher (what the header says)
 
     @property
     def sha256(self) -> str:
@@ -360,7 +360,7 @@ def _header_metadata(header: str, bylines: list[str]) -> dict:
     issuer = next((l[:-2] for l in lines if l.endswith("文件") and len(l) > 4), None)
     src = re.search(r"来源\s*[:：]\s*(\S+)", header)
     if src:
-        meta["source"] = src.group(1)
+        meta["publisher"] = src.group(1)
     agency = src.group(1) if src and BYLINE.match(src.group(1)) else None  # a bureau, not a template website
     issuer = issuer or next((l for l in lines if BYLINE.match(l)), None) or agency or (bylines[0].strip() if bylines else None)
     if issuer:

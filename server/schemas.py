@@ -19,6 +19,10 @@ class Filters(BaseModel):
     doc_id: StrictStr | list[StrictStr] | None = Field(default=None, examples=["004_6f03f12d06f5859c"])
     region: StrictStr | None = Field(default=None, examples=["海门区"])
     year: StrictInt | None = Field(default=None, examples=[2024])
+    kind: StrictStr | None = Field(default=None, description="kind of document (工作计划, 工作意见, 专项规划 …)", examples=["工作计划"])
+    issued_after: StrictStr | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$",
+                                           description="documents issued or published on or after this date (YYYY-MM-DD)",
+                                           examples=["2020-01-01"])
 
 
 class AskRequest(BaseModel):
@@ -95,6 +99,8 @@ class Health(BaseModel):
     quarantined: int | None = Field(default=None, description="uploads left out because their original is missing, "
                                     "changed on disk or undecodable (GET /documents lists them with the reason)")
     reasons: list[str] | None = Field(default=None, description="why the service is degraded")
+    stage: str | None = Field(default=None, description="while loading: the start-up stage now running")
+    progress: float | None = Field(default=None, description="while loading: how far that stage is (0–1)")
     error: str | None = None
 
 
@@ -108,6 +114,11 @@ class DocumentInfo(BaseModel):
     chunks: int = 0
     chars: int = 0
     source: Literal["seed", "upload"] = "seed"
+    issuer: str | None = Field(default=None, description="issuing body, as the document's header names it")
+    doc_number: str | None = Field(default=None, description="document number (文号), e.g. 惠教发[2018]50号")
+    issued: str | None = Field(default=None, description="date of issue (YYYY-MM-DD) from the header")
+    published: str | None = Field(default=None, description="publication date (YYYY-MM-DD) of the page it was saved from")
+    publisher: str | None = Field(default=None, description="the site or body the page names as its source (来源)")
     status: Literal["served", "quarantined"] = "served"
     reason: str | None = Field(default=None, description="why a quarantined document is not served, and the fix")
 

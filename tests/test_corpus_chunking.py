@@ -231,7 +231,7 @@ def test_the_header_is_cited_and_read_as_metadata(docs, chunks):
     m = docs["000_eaec54ca81dddf17"].meta()
     assert (m["doc_number"], m["issuer"], m["issued"]) == ("惠教发[2018]50号", "无锡市惠山区教育局", "2018-08-03")
     m = docs["004_6f03f12d06f5859c"].meta()
-    assert (m["issuer"], m["published"], m["source"]) == ("南通市海门区教育体育局", "2024-07-15", "南通市海门区教育体育局")
+    assert (m["issuer"], m["published"], m["publisher"]) == ("南通市海门区教育体育局", "2024-07-15", "南通市海门区教育体育局")
     (h4,) = [c for c in chunks["004_6f03f12d06f5859c"] if c.section == HEADER_SECTION]
     assert "发布时间:2024-07-15" in h4.text and "字体" not in h4.text  # the page furniture after it is still removed
     m = docs["003_699d69580ee34bfa"].meta()

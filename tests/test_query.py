@@ -125,3 +125,30 @@ def test_traditional_gets_what_simplified_gets(settings):
     t = svc.ask("海門區對校外培訓機構的治理有什麼要求？")
     s = svc.ask("海门区对校外培训机构的治理有什么要求？")
     assert not t["no_answer"] and [p["citation"] for p in t["passages"]] == [p["citation"] for p in s["passages"]]
+
+
+def test_filters_by_kind_and_date_from_the_documents_own_metadata(settings):
+    from qa.errors import QAError
+    from qa.service import Service
+
+    svc = Service.load(settings, progress=False)
+    docs = lambda **f: {p["citation"]["doc_id"] for p in svc.ask("教师队伍建设", top_k=50, filters=f)["passages"]}  # noqa: E731
+    assert docs(kind="工作计划") == {"004_6f03f12d06f5859c"}
+    # 000 issued 2018-08-03 (its header), 004 published 2024-07-15; 003's page date (2022) is not its own
+    assert docs(issued_after="2021-06-01") == {"004_6f03f12d06f5859c"}
+    assert docs(issued_after="2018-08-01") == {"000_eaec54ca81dddf17", "001_c94d74ce0abaca2b", "002_d8b7d3eb7f9ecd3f",
+                                               "003_699d69580ee34bfa", "004_6f03f12d06f5859c"}
+    assert docs(issued_after="2018-08-04") == {"001_c94d74ce0abaca2b", "002_d8b7d3eb7f9ecd3f",
+                                               "003_699d69580ee34bfa", "004_6f03f12d06f5859c"}
+    with pytest.raises(QAError, match="YYYY-MM-DD"):
+        svc.ask("教师", filters={"issued_after": "last year"})
+
+
+def test_the_header_answers_questions_about_the_document_itself(settings):
+    from qa.service import Service
+
+    svc = Service.load(settings, progress=False)
+    body = svc.ask("惠教发[2018]50号是什么文件？", top_k=3)
+    top = body["passages"][0]
+    assert not body["no_answer"] and top["citation"]["section"] == "文件信息" and "惠教发[2018]50号" in top["highlight"]
+    assert svc.sources[top["citation"]["doc_id"]][top["citation"]["start"]:top["citation"]["end"]].startswith("无锡市惠山区教育局文件")
