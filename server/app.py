@@ -70,7 +70,8 @@ async def healthz(request: Request):
         body = Health(status="failed" if state.error else "loading", error=state.error)
         from qa.log import status  # the start-up stage running now and its progress (0..1)
 
-        return JSONResponse({**body.model_dump(), **(status() if not state.error else {})}, status_code=503)
+        # fields that do not apply are left out (a stage without a known total has no progress)
+        return JSONResponse({**body.model_dump(exclude_none=True), **(status() if not state.error else {})}, status_code=503)
     reasons = [state.rebuilding] if state.rebuilding else []
     quarantined = svc.quarantined
     reasons += [f"{k}: {why}" for k, why in sorted(quarantined.items())][:20]
