@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import QAError
+from .index import EXACT_UP_TO
 from .lexical import Bilingual, bigrams, content_words, expand, synonyms, tokenize
+from .postings import IDF, CorpusWords, Postings, TokenSets
 from .query import Query, parse
 from .records import Chunk
 
@@ -110,6 +112,10 @@ class Signals:
     dense: np.ndarray
     lexical: np.ndarray
     bigram: np.ndarray
+    # None: the arrays hold every chunk (row i = chunk i). Else the candidates' rows (ascending),
+    # the arrays aligned with them; a last row -1 stands for every chunk not retrieved
+    rows: np.ndarray | None = None
+    sample: np.ndarray | None = None  # cosines of a fixed sample of chunks: the question's cosine distribution
 
 
 @dataclass
@@ -128,7 +134,10 @@ class SearchResult:
 
 
 FILTER_KEYS = {"doc_id", "region", "year", "kind", "issued_after"}
-DENSE_CANDIDATES = 1000  # dense hits scored per question; the seeds (208 chunks) are scored whole
+DENSE_CANDIDATES = 1000  # dense hits scored per question above EXACT_UP_TO chunks; the seeds are scored whole
+LEXICAL_CANDIDATES = 300  # best BM25 rows (words, and bigrams) added to the candidates above EXACT_UP_TO
+FILTER_EXACT = 20_000  # a filter that leaves at most this many chunks: every one of them is scored
+COSINE_SAMPLE = 1024  # chunks whose cosines stand for the question's cosine distribution above EXACT_UP_TO
 
 
 class Retriever:
@@ -147,15 +156,22 @@ class Retriever:
         if no_answer_threshold is not None and self.options.answerability:
             self.options.answerability = {**self.options.answerability, "threshold": no_answer_threshold}
         self.chunks: list[Chunk] = data.chunks
-        self.doc_of = np.array([c.doc_id for c in self.chunks])
-        tokens = [set(ts) for ts in data.tokens]
-        df = Counter(t for ts in tokens for t in ts)
         n = len(self.chunks)
-        self.idf = {t: math.log(1 + (n - k + 0.5) / (k + 0.5)) for t, k in df.items()}
+        # up to EXACT_UP_TO chunks every chunk is scored (exactly as before); above, only candidates
+        self.exact = n <= EXACT_UP_TO
+        # documents as integer codes: a filter or a preference is a boolean table over documents,
+        # looked up by the rows' codes, instead of np.isin over an array of doc-id strings
+        self.doc_ids: list[str] = list(dict.fromkeys([*data.docs, *(c.doc_id for c in self.chunks)]))
+        self.doc_index = {d: i for i, d in enumerate(self.doc_ids)}
+        self.doc_code = np.fromiter((self.doc_index[c.doc_id] for c in self.chunks), dtype=np.int32, count=n)
+        order = np.argsort(self.doc_code, kind="stable")
+        self._doc_rows = (order, np.searchsorted(self.doc_code[order], np.arange(len(self.doc_ids) + 1)))
+        # the lexical indexes as postings; IDF from their document frequencies; token sets on demand
+        self.words = Postings(data.bm25)
+        self.grams = Postings(data.bm25_bigrams)
+        self.idf = IDF(self.words)
         self.default_idf = math.log(1 + (n + 0.5) / 0.5)
-        self.chunk_tokens = tokens
-        self._tf = Counter(t for ts in data.tokens for t in ts)
-        self._tf_total = max(1, sum(self._tf.values()))
+        self.chunk_tokens = TokenSets(data.tokens)
         self._texts = texts
         self._bilingual_lock = threading.Lock()
 
@@ -178,10 +194,11 @@ class Retriever:
                 self._bilingual = Bilingual(set(self.idf))
             return self._bilingual
 
-    def _allowed(self, filters: dict | None) -> np.ndarray:
-        mask = np.ones(len(self.chunks), dtype=bool)
+    def _allowed(self, filters: dict | None, per_doc: bool = False) -> np.ndarray | None:
+        """The chunks a filter keeps (a boolean per row); per_doc=True: a boolean per document code
+        instead, None without a filter."""
         if not filters:
-            return mask
+            return None if per_doc else np.ones(len(self.chunks), dtype=bool)
         unknown = set(filters) - FILTER_KEYS
         if unknown:
             raise QAError(f"unknown filter(s) {sorted(unknown)}; allowed: {sorted(FILTER_KEYS)}")
@@ -209,7 +226,43 @@ class Retriever:
             if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", after):
                 raise QAError(f"filter issued_after must be a date YYYY-MM-DD, got {after!r}")
             keep &= {d for d, m in docs.items() if _date(m) >= after}
-        return np.isin(self.doc_of, list(keep)) if keep else np.zeros(len(self.chunks), dtype=bool)
+        lut = self._doc_table(keep)
+        return lut if per_doc else lut[self.doc_code]
+
+    def _doc_table(self, docs) -> np.ndarray:
+        lut = np.zeros(len(self.doc_ids), dtype=bool)
+        codes = [self.doc_index[d] for d in docs if d in self.doc_index]
+        lut[codes] = True
+        return lut
+
+    def _rows_of(self, lut: np.ndarray) -> np.ndarray:
+        """Ascending rows of the documents a table keeps (from the per-document row lists)."""
+        order, start = self._doc_rows
+        parts = [order[start[c] : start[c + 1]] for c in np.flatnonzero(lut)]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+    @cached_property
+    def doc_of(self) -> np.ndarray:
+        """The doc id of every row (for callers that want strings; the retriever uses doc_code)."""
+        return np.array(self.doc_ids, dtype=object)[self.doc_code]
+
+    @cached_property
+    def corpus_words(self) -> CorpusWords:
+        """The no-answer vocabulary, built once per generation."""
+        return CorpusWords(self.chunks, self.words, self.grams)
+
+    @cached_property
+    def _term_counts(self) -> tuple[dict, int]:
+        """How often each token occurs in the library (a generation may ship them as term_counts)."""
+        tf = getattr(self.data, "term_counts", None)
+        if tf is None:
+            tf = Counter(t for ts in self.data.tokens for t in ts)
+        return tf, max(1, sum(tf.values()))
+
+    @cached_property
+    def _sample(self) -> np.ndarray:
+        n = len(self.chunks)
+        return np.sort(np.random.default_rng(0).choice(n, min(n, COSINE_SAMPLE), replace=False))
 
     @property
     def max_score(self) -> float:
@@ -237,16 +290,10 @@ class Retriever:
         if not words:
             return 0.0, []
         everyday = [e for e, _ in synonyms() if e in query.text]
-        text = self._corpus_text()
-        unknown = [w for w, tag in words if tag.startswith(NOUN_TAGS) and len(w) >= 2 and w not in text
+        known = self.corpus_words
+        unknown = [w for w, tag in words if tag.startswith(NOUN_TAGS) and len(w) >= 2 and w not in known
                    and not any(w in e or e in w for e in everyday)]
         return len(unknown) / len(words), unknown
-
-    def _corpus_text(self) -> str:
-        text = getattr(self, "_text", None)
-        if text is None:
-            text = self._text = "\n".join(c.section + "\n" + c.text for c in self.chunks).lower()
-        return text
 
     def lexical_query(self, query: Query) -> tuple[list[str], list[str]]:
         """(jieba tokens, character bigrams) the lexical signals search for."""
@@ -275,11 +322,12 @@ class Retriever:
         from .lexical import _jieba
 
         general = _jieba().dt
+        tf, total = self._term_counts
         best = 0.0
         for t in set(tokens):
-            if len(t) < 2 or t not in self._tf:
+            if len(t) < 2 or t not in tf:
                 continue
-            pc = self._tf[t] / self._tf_total
+            pc = tf[t] / total
             pg = (general.FREQ.get(t, 0) + 1) / general.total
             best = max(best, math.log(pc / pg))
         return min(best, 12.0)
@@ -293,18 +341,24 @@ class Retriever:
         return sum(self.idf.get(t, self.default_idf) for t in q & self.chunk_tokens[i]) / total
 
     # --------------------------------------------------------------- search
-    def signals(self, question: str, history: list[str] | None = None) -> "Signals":
-        """Everything about a question that does not depend on fusion weights or filters."""
+    def signals(self, question: str, history: list[str] | None = None, filters: dict | None = None) -> "Signals":
+        """Everything about a question that does not depend on fusion weights. Up to EXACT_UP_TO
+        chunks the arrays hold every chunk; above, only the candidates (`Signals.rows`): the dense
+        ANN hits, the chunks of the best sentence windows and the best BM25 rows of words and of
+        bigrams, all inside `filters` (a filter that leaves few chunks has all of them scored)."""
         from .conversation import resolve
 
         resolved = resolve(question, history or [], self.scope) if history else question
         verdict = self.scope.check(parse(resolved))
         query = verdict.query
         lex_tokens, q_bigrams = self.lexical_query(query)
-        n = len(self.chunks)
         q = self.embedder.encode_queries([query.text])
         if self.adapter is not None:
             q = self.adapter.apply(q)
+        if not self.exact:
+            return self._candidate_signals(question, resolved, verdict, query, lex_tokens, q_bigrams, q,
+                                           self._allowed(filters, per_doc=True) if filters else None)
+        n = len(self.chunks)
         # dense scores of the best DENSE_CANDIDATES chunks (all of them at the seeds' size); the
         # rest get the lowest score retrieved, so min-max fusion puts them at the bottom
         k = min(n, DENSE_CANDIDATES)
@@ -324,13 +378,78 @@ class Retriever:
         bigram = np.asarray(self.data.bm25_bigrams.get_scores(q_bigrams), dtype=np.float32) if q_bigrams else zeros
         return Signals(question, resolved, query, verdict, lex_tokens, dense, lexical, bigram)
 
+    def _candidate_signals(self, question, resolved, verdict, query, lex_tokens, q_bigrams, q, lut) -> "Signals":
+        data = self.data
+        q1 = q[0].astype(np.float32, copy=False)
+        w_ids, g_ids = self.words.ids(lex_tokens), self.grams.ids(q_bigrams)
+        row_ok = (lambda rows: lut[self.doc_code[rows]]) if lut is not None else None
+        fixed = self._rows_of(lut) if lut is not None and lut.sum() < len(self.doc_ids) else None
+        if fixed is not None and len(fixed) > FILTER_EXACT:
+            fixed = None  # a broad filter: candidates from the searches, filtered
+        window_rows = window_scores = None
+        if fixed is not None:
+            rows = fixed
+            dense = data.vectors[rows] @ q1
+            floor = None
+            if self.options.windows and len(data.window_vectors) == len(data.window_owner):
+                owner = data.window_owner
+                lo, hi = np.searchsorted(owner, rows), np.searchsorted(owner, rows, side="right")
+                has = hi > lo
+                if has.any():
+                    w_idx = np.concatenate([np.arange(a, b) for a, b in zip(lo[has], hi[has])])
+                    wd = data.window_vectors[w_idx] @ q1
+                    dense[has] = np.maximum(dense[has], np.maximum.reduceat(wd, np.cumsum(hi[has] - lo[has]) - (hi[has] - lo[has])))
+        else:
+            k = DENSE_CANDIDATES if lut is None else 3 * DENSE_CANDIDATES  # over-fetch, then filter
+            D, I = data.dense.search(q, k)
+            ok = I[0] >= 0
+            hits, hit_d = I[0][ok].astype(np.int64), D[0][ok]
+            floor = float(hit_d[-1]) if len(hit_d) else -1.0
+            parts = [hits]
+            if self.options.windows:
+                Dw, Iw = data.dense_windows.search(q, 3 * k)
+                okw = Iw[0] >= 0
+                window_rows, window_scores = data.window_owner[Iw[0][okw]].astype(np.int64), Dw[0][okw]
+                parts.append(window_rows)
+            parts += [self.words.top(w_ids, LEXICAL_CANDIDATES, row_ok), self.grams.top(g_ids, LEXICAL_CANDIDATES, row_ok)]
+            rows = np.unique(np.concatenate(parts))
+            if row_ok is not None:
+                rows = rows[row_ok(rows)]
+            # the ANN hits' cosines (exact for IVF-Flat); a candidate the ANN did not return gets the
+            # last hit's score, as every chunk outside the hits did before (no gather of its vector)
+            dense = np.full(len(rows), floor, dtype=np.float32)
+            at = np.searchsorted(rows, hits)
+            keep = at < len(rows)
+            keep[keep] = rows[at[keep]] == hits[keep]
+            dense[at[keep]] = hit_d[keep]
+            if window_rows is not None and len(rows):
+                pos = np.searchsorted(rows, window_rows)
+                pos[pos >= len(rows)] = len(rows) - 1
+                keep = rows[pos] == window_rows
+                np.maximum.at(dense, pos[keep], window_scores[keep])
+        dense = dense.astype(np.float32, copy=False)
+        lexical = self.words.score_rows(w_ids, rows)
+        bigram = self.grams.score_rows(g_ids, rows)
+        sample = self._sample if fixed is None else rows
+        if row_ok is not None and fixed is None:
+            sample = sample[row_ok(sample)]
+        sample_cos = data.vectors[sample] @ q1 if len(sample) >= 10 else dense
+        if fixed is None or len(fixed) < len(self.chunks):
+            # one more row for every chunk not retrieved: the dense floor, no lexical match
+            rows = np.append(rows, -1)
+            dense = np.append(dense, np.float32(floor if floor is not None else dense.min(initial=0.0)))
+            lexical, bigram = np.append(lexical, np.float32(0)), np.append(bigram, np.float32(0))
+        return Signals(question, resolved, query, verdict, lex_tokens, dense, lexical, bigram,
+                       rows=rows, sample=np.asarray(sample_cos, dtype=np.float32))
+
     def fuse(self, sig: "Signals", options: Options | None = None) -> np.ndarray:
-        """The fused score of every chunk (before filters)."""
+        """The fused score of every chunk of the signals (every chunk, or the candidates: aligned
+        with sig.rows), before filters."""
         opts = options or self.options
         english = sig.query.language == "en"
         w_lex = opts.w_lexical_en if english else opts.w_lexical
         w_bi = opts.w_lexical_en if english else opts.w_bigram
-        score = np.zeros(len(self.chunks), dtype=np.float64)
+        score = np.zeros(len(sig.dense), dtype=np.float64)
         for weight, x, used in ((opts.w_dense, sig.dense, opts.dense), (w_lex, sig.lexical, opts.lexical),
                                 (w_bi, sig.bigram, opts.bigrams)):
             if not used:
@@ -340,18 +459,26 @@ class Retriever:
             else:
                 score += weight * _minmax(x)
         if opts.prefer_region_year and sig.verdict.docs:
-            score = np.where(np.isin(self.doc_of, list(sig.verdict.docs)), score + opts.prefer, score)
+            preferred = self._doc_table(sig.verdict.docs)
+            codes = self.doc_code if sig.rows is None else self.doc_code[np.maximum(sig.rows, 0)]
+            hit = preferred[codes]
+            if sig.rows is not None:
+                hit &= sig.rows >= 0
+            score = np.where(hit, score + opts.prefer, score)
         return score
 
     def features(self, sig: "Signals", best: int | None, allowed: np.ndarray) -> dict:
-        """What the answerability model sees."""
+        """What the answerability model sees. `allowed` is aligned with the signals' arrays."""
+        if sig.rows is not None:
+            allowed = allowed & (sig.rows >= 0)
         dense = np.sort(sig.dense[allowed])[::-1] if allowed.any() else np.zeros(1, dtype=np.float32)
+        spread = dense if sig.sample is None else sig.sample  # the question's own cosine distribution
         unknown, words = self.unknown_words(sig.query)
         return {
             "top_cosine": float(dense[0]),
             "cosine_margin": float(dense[0] - dense[min(9, len(dense) - 1)]),
             # how far the best passage stands out of this question's own cosine distribution
-            "top_z": float((dense[0] - dense.mean()) / (dense.std() + 1e-6)),
+            "top_z": float((dense[0] - spread.mean()) / (spread.std() + 1e-6)),
             "coverage": self.coverage(sig.lex_tokens, best) if best is not None else 0.0,
             "unknown": unknown,
             # the earlier hand-calibrated rule as one input: a noun the corpus never uses, unless the match is close
@@ -361,15 +488,36 @@ class Retriever:
             "words_not_in_corpus": words,
         }
 
-    def top(self, score: np.ndarray, top_k: int) -> list[int]:
-        """Rows of the best chunks, highest first, skipping any that overlaps one already taken."""
-        order = np.argsort(-score, kind="stable")
+    def top(self, score: np.ndarray, top_k: int, rows: np.ndarray | None = None) -> list[int]:
+        """Rows of the best chunks, highest first, skipping any that overlaps one already taken.
+        `rows`: what score's entries are (Signals.rows); None when score holds every chunk."""
+        pos = self._top_positions(score, top_k, rows)
+        return [int(i) for i in pos] if rows is None else [int(rows[i]) for i in pos]
+
+    def _top_positions(self, score: np.ndarray, top_k: int, rows: np.ndarray | None) -> list[int]:
+        """Positions in `score` of the best non-overlapping chunks, ties in row order (as a stable
+        sort of every chunk gives them). Only the best few are sorted (argpartition); if overlaps
+        use them up, the rest are sorted too."""
+        n = len(score)
+        head = 4 * top_k + 32
+        if n > 2 * head:
+            kth = np.partition(score, n - head)[n - head]
+            first = np.flatnonzero(score >= kth) if np.isfinite(kth) else np.flatnonzero(np.isfinite(score))
+            order = first[np.lexsort((first, -score[first]))]
+        else:
+            first, order = None, np.argsort(-score, kind="stable")
+        out = self._take(score, order, top_k, rows)
+        if len(out) < top_k and first is not None and len(first) < np.isfinite(score).sum():
+            out = self._take(score, np.argsort(-score, kind="stable"), top_k, rows)
+        return out
+
+    def _take(self, score, order, top_k, rows) -> list[int]:
         out: list[int] = []
         spans: dict[str, list[tuple[int, int]]] = {}
         for i in order:
             if not np.isfinite(score[i]):
                 break
-            c = self.chunks[i]
+            c = self.chunks[i if rows is None else rows[i]]
             if any(c.start < b and a < c.end for a, b in spans.get(c.doc_id, [])):
                 continue  # overlaps a chunk already returned
             spans.setdefault(c.doc_id, []).append((c.start, c.end))
@@ -380,12 +528,20 @@ class Retriever:
 
     def search(self, question: str, top_k: int = 5, filters: dict | None = None,
                history: list[str] | None = None, signals: "Signals | None" = None) -> SearchResult:
-        allowed = self._allowed(filters)
-        sig = signals or self.signals(question, history)
+        lut = self._allowed(filters, per_doc=True)  # checks the filters before any work
+        sig = signals or self.signals(question, history, filters=filters)
+        if sig.rows is None:
+            allowed = lut[self.doc_code] if lut is not None else np.ones(len(self.chunks), dtype=bool)
+        else:
+            allowed = sig.rows >= 0
+            if lut is not None:
+                allowed &= lut[self.doc_code[np.maximum(sig.rows, 0)]]
         score = np.where(allowed, self.fuse(sig), -np.inf)
-        top = self.top(score, top_k)
-        picked = [Candidate(self.chunks[i], float(score[i]), float(sig.dense[i]), float(sig.lexical[i])) for i in top]
-        best = top[0] if top else None
+        pos = self._top_positions(score, top_k, sig.rows)
+        rows = pos if sig.rows is None else [int(sig.rows[i]) for i in pos]
+        picked = [Candidate(self.chunks[r], float(score[i]), float(sig.dense[i]), float(sig.lexical[i]))
+                  for i, r in zip(pos, rows)]
+        best = rows[0] if rows else None
         features = self.features(sig, best, allowed)
         probability = self.answerable(features)
         reason, message = None, ""
