@@ -189,10 +189,13 @@ def cmd_ask(args) -> int:
     if not 1 <= top_k <= 50:
         raise QAError(f"--top-k must be between 1 and 50, got {top_k}")
     question = _validate_question(args.question, settings)
-    body = Service.load(settings).ask(question, top_k=top_k)
+    history = [_validate_question(h, settings) for h in args.history or []]
+    body = Service.load(settings).ask(question, top_k=top_k, history=history or None)
     if args.json:
         _print_json(body)
         return 0
+    if body["resolved_question"] != question:
+        print(f"(searched: {body['resolved_question']})")
     print(body["answer"])
     print()
     for p in body["passages"]:
@@ -315,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("question")
     a.add_argument("--top-k", type=int, default=None, help="passages to return (1-50, default: QA_TOP_K or 5)")
     a.add_argument("--json", action="store_true", help="print exactly the /ask response body")
+    a.add_argument("--history", action="append", metavar="EARLIER",
+                   help="an earlier question of the conversation (repeat, oldest first): a follow-up is resolved against them")
     a.add_argument("--model", help="embedding model (env QA_MODEL)")
     a.set_defaults(func=cmd_ask)
 

@@ -152,3 +152,17 @@ def test_the_header_answers_questions_about_the_document_itself(settings):
     top = body["passages"][0]
     assert not body["no_answer"] and top["citation"]["section"] == "文件信息" and "惠教发[2018]50号" in top["highlight"]
     assert svc.sources[top["citation"]["doc_id"]][top["citation"]["start"]:top["citation"]["end"]].startswith("无锡市惠山区教育局文件")
+
+
+def test_cli_ask_takes_the_conversation_too(settings):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, QA_DATA_DIR=str(settings.data_dir))
+    r = subprocess.run([sys.executable, "-m", "qa.cli", "ask", "那海门区呢？", "--history", "武进区对校园足球有什么安排？", "--json"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    body = json.loads(r.stdout)
+    assert "足球" in body["resolved_question"] and body["query"]["places"] == ["海门区"]
