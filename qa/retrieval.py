@@ -142,10 +142,12 @@ COSINE_SAMPLE = 1024  # chunks whose cosines stand for the question's cosine dis
 
 class Retriever:
     def __init__(self, data, embedder, options: Options | None = None, no_answer_threshold: float | None = None,
-                 texts: dict[str, str] | None = None, adapter=True):
+                 texts: dict[str, str] | None = None, adapter=True, remote=None):
         """adapter: True = the query adapter shipped for this model (if Options.adapter), False = none,
-        or a QueryAdapter to use."""
+        or a QueryAdapter to use. remote: a qa.backends index (Milvus) the candidates and their
+        dense/lexical scores come from instead of FAISS/bm25s; fusion and answerability unchanged."""
         self.data = data
+        self.remote = remote
         self.embedder = embedder
         self.options = options or Options.fitted()
         if adapter is True:
@@ -355,6 +357,8 @@ class Retriever:
         q = self.embedder.encode_queries([query.text])
         if self.adapter is not None:
             q = self.adapter.apply(q)
+        if self.remote is not None:
+            return self._remote_signals(question, resolved, verdict, query, lex_tokens, q_bigrams, q, filters)
         if not self.exact:
             return self._candidate_signals(question, resolved, verdict, query, lex_tokens, q_bigrams, q,
                                            self._allowed(filters, per_doc=True) if filters else None)
@@ -441,6 +445,37 @@ class Retriever:
             lexical, bigram = np.append(lexical, np.float32(0)), np.append(bigram, np.float32(0))
         return Signals(question, resolved, query, verdict, lex_tokens, dense, lexical, bigram,
                        rows=rows, sample=np.asarray(sample_cos, dtype=np.float32))
+
+    @cached_property
+    def _row_of(self) -> dict[str, int]:
+        return {c.id: i for i, c in enumerate(self.chunks)}
+
+    def _remote_signals(self, question, resolved, verdict, query, lex_tokens, q_bigrams, q, filters) -> "Signals":
+        """The candidates and their three signals from the remote index (filters applied inside its
+        searches), laid out as _candidate_signals lays out its own: rows ascending, a last row -1
+        for every chunk not retrieved. A hit this generation does not know (another replica's newer
+        commit) is skipped."""
+        k_dense = min(len(self.chunks), DENSE_CANDIDATES)
+        k_lex = min(len(self.chunks), LEXICAL_CANDIDATES)
+        hits = self.remote.signals(" ".join(lex_tokens), " ".join(q_bigrams), q[0], k_dense, k_lex, filters)
+        row_of = self._row_of
+        per = {}
+        for name, h in hits.items():
+            pairs = [(row_of[i], s) for i, s in zip(h.ids, h.scores) if i in row_of]
+            per[name] = (np.array([p[0] for p in pairs], dtype=np.int64), np.array([p[1] for p in pairs], dtype=np.float32))
+        rows = np.unique(np.concatenate([r for r, _ in per.values()])) if per else np.zeros(0, dtype=np.int64)
+        d_rows, d_scores = per["dense"]
+        floor = float(d_scores.min()) if len(d_scores) else 0.0
+        dense = np.full(len(rows), floor, dtype=np.float32)
+        lexical, bigram = np.zeros(len(rows), dtype=np.float32), np.zeros(len(rows), dtype=np.float32)
+        for arr, (r, sc) in ((dense, per["dense"]), (lexical, per["words"]), (bigram, per["grams"])):
+            arr[np.searchsorted(rows, r)] = sc
+        rows = np.append(rows, -1)
+        dense = np.append(dense, np.float32(floor))
+        lexical, bigram = np.append(lexical, np.float32(0)), np.append(bigram, np.float32(0))
+        sample = d_scores if len(d_scores) >= 10 else dense[:-1]
+        return Signals(question, resolved, query, verdict, lex_tokens, dense, lexical, bigram,
+                       rows=rows, sample=np.asarray(sample, dtype=np.float32))
 
     def fuse(self, sig: "Signals", options: Options | None = None) -> np.ndarray:
         """The fused score of every chunk of the signals (every chunk, or the candidates: aligned

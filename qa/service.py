@@ -45,10 +45,12 @@ class Service:
     def over(cls, settings, embedder, data, texts: dict[str, str] | None = None, previous: "Service | None" = None) -> "Service":
         """A service over a loaded generation. The texts citations slice come from `texts`,
         then from `previous` (same sha256: unchanged), and only the rest are read from disk."""
+        from .backends import open_remote
         from .retrieval import Retriever
 
         sources = _sources(settings, data, texts or {}, previous)
-        retriever = Retriever(data, embedder, no_answer_threshold=settings.no_answer_threshold, texts=sources)
+        retriever = Retriever(data, embedder, no_answer_threshold=settings.no_answer_threshold, texts=sources,
+                              remote=open_remote(settings))
         return cls(settings, embedder, data, retriever, sources)
 
     def repair(self, progress: bool | None = False) -> "Service":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,13 @@ class Settings(BaseSettings):
     max_question_chars: int = 500
     max_body_bytes: int = 64 * 1024
     index_name: str = Field(default="index", description="folder under data_dir holding the index generations")
+    # the store's index: the embedded FAISS + bm25s generation, or Milvus (qa/backends/milvus.py)
+    store: Literal["embedded", "milvus"] = Field(default="embedded", description="embedded | milvus")
+    milvus_uri: str | None = Field(default=None, description="a Milvus Lite file, or http://host:19530 (default <data_dir>/milvus.db)")
+    milvus_token: str | None = Field(default=None, description="Milvus token (user:password or an API key)")
+    milvus_db: str | None = Field(default=None, description="Milvus database (default: default)")
+    milvus_collection: str = Field(default="qa_chunks", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
+    milvus_analyzer: Literal["jieba", "tokens"] = Field(default="jieba", description="jieba: Milvus' own analyzer; tokens: the project's jieba tokens, pre-tokenised")
     host: str = Field(default="127.0.0.1", description="address `qa serve` listens on (0.0.0.0: every interface)")
     port: int = Field(default=8000, ge=1, le=65535, description="port `qa serve` listens on")
 

@@ -128,6 +128,15 @@ class Store:
     def previous_path(self) -> Path | None:
         return self._pointer("PREVIOUS")
 
+    def sync_remote(self, data) -> None:
+        """QA_STORE=milvus: the remote index holds exactly this generation's documents (changed
+        ones upserted by doc_id, removed ones deleted; a no-op diff when it already does)."""
+        from .backends import open_remote
+
+        remote = open_remote(self.settings)
+        if remote is not None:
+            remote.sync(data)
+
     def mirror(self):
         from .library import read_mirror
 
@@ -246,6 +255,7 @@ class Store:
         if data is not None:
             texts, fresh = self._current(data, embedder)
             if fresh:
+                self.sync_remote(data)
                 return Opened(data, texts)
         return self.repair(embedder, data, progress=progress, rebuild=rebuild)
 
@@ -454,7 +464,9 @@ class Transaction:
         source = previous if previous is not None else self.live  # a generation known to load: the fallback
         gen = self.store.commit_built(staged, self.library, keep_previous=source.path if keep_previous and source else False)
         self.committed = True
-        return index_mod.load(gen, verify=False)  # just written and flushed: no need to hash it again
+        data = index_mod.load(gen, verify=False)  # just written and flushed: no need to hash it again
+        self.store.sync_remote(data)
+        return data
 
     def rollback(self) -> None:
         """Nothing was committed: take away the originals this transaction wrote."""
