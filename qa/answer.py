@@ -3,6 +3,7 @@ markers, and the /ask body. The server and the CLI both call `ask()`."""
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from functools import lru_cache
 
 from .lexical import tokenize
@@ -48,6 +49,25 @@ def highlight(retriever: Retriever, question: str, q_tokens: list[str], text: st
     return out if len(out) <= MAX_HIGHLIGHT else out[: MAX_HIGHLIGHT - 1] + "…"
 
 
+def page_of(meta: dict | None, start: int, end: int) -> dict:
+    """`page` (1-based, where the passage starts), `page_end` (where it ends, when another page) and
+    `ocr: true` (when a cited page was recognised from an image) for a document with pages; {}
+    for one without (.txt, .docx, web pages), so their citations keep exactly their keys."""
+    pages = (meta or {}).get("pages")
+    if not pages:
+        return {}
+    starts = [a for a, _ in pages]
+    first = max(1, bisect_right(starts, start))
+    last = max(first, bisect_right(starts, max(start, end - 1)))
+    out: dict = {"page": first}
+    if last != first:
+        out["page_end"] = last
+    ocr = set((meta or {}).get("ocr_pages") or ())
+    if ocr & set(range(first, last + 1)):
+        out["ocr"] = True
+    return out
+
+
 def compose(result: SearchResult, highlights: list[str]) -> str:
     if result.no_answer and result.message:
         return result.message
@@ -87,6 +107,7 @@ def ask(retriever: Retriever, question: str, top_k: int = 5, filters: dict | Non
                     "paragraph": ch.paragraph,
                     "start": ch.start,
                     "end": ch.end,
+                    **page_of(retriever.data.docs.get(ch.doc_id), ch.start, ch.end),
                 },
             }
         )

@@ -25,7 +25,7 @@ class CorpusError(QAError):
 class Removed:
     start: int
     end: int
-    kind: str  # cruft | bookmark | page_number | cc | byline | title | markup
+    kind: str  # cruft | bookmark | page_number | cc | byline | title | markup; a converter's: header | footer | page_number
 
 
 @dataclass(frozen=True)
@@ -167,9 +167,35 @@ def _remove_line(line: Mapped, kind: str, removed: list[Removed]) -> None:
         removed.append(Removed(s.start, s.end, kind))
 
 
-def parse_document(text: str, doc_id: str) -> Document:
-    removed: list[Removed] = []
-    lines = [_drop(_drop(l, BOOKMARK, "bookmark", removed), MARKUP, "markup", removed) for l in _lines(text)]
+def _drop_spans(lines: list[Mapped], spans, text_len: int, removed: list[Removed]) -> list[Mapped]:
+    """Delete the characters of the spans a converter marked as never cited (a PDF's page headers,
+    footers and page numbers: whole lines kept in the text so offsets stay exact), each span
+    recorded as `Removed` with the converter's reason."""
+    gone = bytearray(text_len)
+    for s in spans:
+        a, b, kind = (s.start, s.end, s.kind) if isinstance(s, Removed) else s
+        a, b = max(0, int(a)), min(text_len, int(b))
+        if b > a:
+            removed.append(Removed(a, b, str(kind)))
+            gone[a:b] = b"\x01" * (b - a)
+    out = []
+    for l in lines:
+        keep = [i for i, o in enumerate(l.offsets) if not gone[o]]
+        if len(keep) == len(l):
+            out.append(l)
+        else:
+            out.append(Mapped("".join(l.text[i] for i in keep), tuple(l.offsets[i] for i in keep)))
+    return out
+
+
+def parse_document(text: str, doc_id: str, removed: tuple | list = ()) -> Document:
+    """`removed`: (start, end, reason) spans (or `Removed`) a converter marked as never cited;
+    they are deleted first, by the same offset-preserving rule as the cleaning below."""
+    spans, removed = removed, []
+    lines = _lines(text)
+    if spans:
+        lines = _drop_spans(lines, spans, len(text), removed)
+    lines = [_drop(_drop(l, BOOKMARK, "bookmark", removed), MARKUP, "markup", removed) for l in lines]
     shared_title = None
 
     # 1. web-page furniture, and a share-site line that names the document

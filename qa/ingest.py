@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import threading
 import unicodedata
 import zipfile
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 
 from .corpus import CorpusError, Document, parse_document
 from .errors import QAError
@@ -159,11 +161,35 @@ def docx_text(data: bytes, name: str, max_chars: int | None = None) -> str:
     return text
 
 
+_CONVERTED: "OrderedDict[tuple[str, str], object]" = OrderedDict()
+_CONVERTED_KEEP = 16
+_CONVERTED_LOCK = threading.Lock()
+
+
+def _convert(f, name: str, data: bytes):
+    """qa.formats.convert, remembered by (content hash, extension) for a few files: a stored
+    original is decoded again when it is verified and when it is re-parsed (a rebuild), and
+    a scanned PDF should be recognised once per process, not each time."""
+    key = (hashlib.sha256(data).hexdigest(), name.rpartition(".")[2].lower())
+    with _CONVERTED_LOCK:
+        hit = _CONVERTED.get(key)
+        if hit is not None:
+            _CONVERTED.move_to_end(key)
+            return hit
+    converted = f.convert(name, data)
+    if converted is not None:
+        with _CONVERTED_LOCK:
+            _CONVERTED[key] = converted
+            while len(_CONVERTED) > _CONVERTED_KEEP:
+                _CONVERTED.popitem(last=False)
+    return converted
+
+
 def decode(name: str, data: bytes, max_chars: int | None = None):
     """(text, converted or None): the converters of qa.formats first, then .txt/.md/.docx."""
     f = _formats()
     try:
-        converted = f.convert(name, data) if f is not None else None
+        converted = _convert(f, name, data) if f is not None else None
     except QAError:
         raise
     except Exception as e:  # a converter's library failing on a hostile file is a 4xx, never a 500
@@ -218,7 +244,7 @@ def ingest(name: str, data: bytes, limits: Limits = Limits()) -> Ingested:
 
     doc_id, ext = doc_id_for(name)
     text, converted = decode(name, data, limits.max_chars)
-    doc = parse_document(text, doc_id)
+    doc = parse(text, doc_id, converted)
     chunks = chunk_document(doc)
     if not chunks:
         raise CorpusError(f"{name}: the document has no text to cite")
@@ -226,6 +252,53 @@ def ingest(name: str, data: bytes, limits: Limits = Limits()) -> Ingested:
         raise TooLarge(f"{name}: {len(chunks)} passages, more than the limit of {limits.max_chunks} per document "
                        "(QA_MAX_DOCUMENT_CHUNKS); split the document")
     return Ingested(doc_id, name, ext, data, doc, chunks, converted)
+
+
+def parse(text: str, doc_id: str, converted=None) -> Document:
+    """The document of a decoded text. For a converted file (PDF, web page, image): the converter's
+    removed spans (page headers, footers, numbers) are never cited, its page ranges and OCR'd pages
+    are kept with the document's metadata (`pages`: [start, end) of page n at n-1, `ocr_pages`:
+    1-based), and what the file says about itself fills the header fields the text leaves empty."""
+    if converted is None:
+        return parse_document(text, doc_id)
+    doc = parse_document(text, doc_id, removed=converted.removed)
+    meta = {**file_metadata(converted.metadata), **doc.metadata}  # the document's own header wins
+    if converted.pages:
+        meta["pages"] = [[int(a), int(b)] for a, b in converted.pages]
+        ocr_pages = converted.metadata.get("ocr_pages") or (
+            list(range(1, len(converted.pages) + 1)) if converted.ocr else [])
+        if ocr_pages:
+            meta["ocr_pages"] = [int(p) for p in ocr_pages]
+    elif converted.ocr:
+        meta["ocr_pages"] = [1]
+    return replace(doc, metadata=meta)
+
+
+def file_metadata(meta: dict) -> dict:
+    """A converter's metadata in the document's header fields: a web page's 来源 (or its site name)
+    is the `publisher`, its 发布时间 `published`; an issuing body named by the page or the PDF's
+    author is the `issuer` only when it reads as a body (…局, …委员会, …政府), not a person's login."""
+    from .corpus import BYLINE, ISO_DATE
+
+    out: dict = {}
+    publisher = meta.get("source") or meta.get("site")
+    if isinstance(publisher, str) and publisher.strip():
+        out["publisher"] = publisher.strip()
+    published = meta.get("published")
+    if isinstance(published, str) and ISO_DATE.fullmatch(published.strip()):
+        out["published"] = published.strip()
+    for key in ("issuer", "author"):
+        v = meta.get(key)
+        if isinstance(v, str) and BYLINE.match(v) and len(v.strip()) <= 24:
+            out["issuer"] = v.strip()
+            break
+    return out
+
+
+def stored_document(data: bytes, doc_id: str, ext: str) -> Document:
+    """The document of a stored original, parsed as it was at ingest (a rebuild re-reads it)."""
+    text, converted = decode(doc_id + ext, data)
+    return parse(text, doc_id, converted)
 
 
 def decode_stored(data: bytes, doc_id: str, ext: str) -> str:

@@ -26,6 +26,7 @@ from .ingest import (  # noqa: F401  (the one ingest path; re-exported for calle
     decode_text,
     doc_id_for,
     docx_text,
+    stored_document,
 )
 
 
@@ -100,7 +101,11 @@ def load_documents(settings, library: Library, texts: dict[str, str] | None = No
         if doc_id in library.quarantined:
             continue
         text = texts[doc_id] if texts and doc_id in texts else read_original(settings, doc_id, entry)
-        docs[doc_id] = parse_document(text, doc_id)
+        ext = Path(entry["file"]).suffix.lower()
+        if ext in EXTENSIONS:
+            docs[doc_id] = parse_document(text, doc_id)
+        else:  # a converted file (PDF, web page, image): its removed spans and pages come with it
+            docs[doc_id] = stored_document(blob_path(settings, entry).read_bytes(), doc_id, ext)
     return [docs[k] for k in sorted(docs)]
 
 

@@ -1,9 +1,9 @@
 """HTTP models: what /ask and friends accept and return (OpenAPI is built from these)."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_serializer
 
 
 def _whole(v):
@@ -51,13 +51,32 @@ class AskRequest(BaseModel):
         return v
 
 
-class Citation(BaseModel):
+class _OmitUnset(BaseModel):
+    """Optional fields listed in OMIT are left out of the body when they are None, so a body
+    without them (a seed's citation, a .txt document) keeps exactly the keys it always had."""
+
+    OMIT: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit(self, handler):
+        out = handler(self)
+        for k in self.OMIT:
+            if out.get(k) is None:
+                out.pop(k, None)
+        return out
+
+
+class Citation(_OmitUnset):
+    OMIT: ClassVar[tuple[str, ...]] = ("page", "page_end", "ocr")
     doc_id: str = Field(examples=["004_6f03f12d06f5859c"])
     title: str = Field(examples=["海门区教育体育局2024年工作计划"])
     section: str = Field(examples=["三、质量提升的核心在于人… › 2.实现教育质量全新提升"])
     paragraph: int
     start: int = Field(description="offset into the source file's decoded text")
     end: int
+    page: int | None = Field(default=None, description="documents with pages (PDF, scans): the 1-based page the passage starts on")
+    page_end: int | None = Field(default=None, description="the page it ends on, when that is another page")
+    ocr: bool | None = Field(default=None, description="true when a cited page's text was recognised from an image (OCR)")
 
 
 class Passage(BaseModel):
@@ -143,12 +162,17 @@ class DeleteResponse(BaseModel):
     total_chunks: int
 
 
-class DocumentSlice(BaseModel):
+class DocumentSlice(_OmitUnset):
+    OMIT: ClassVar[tuple[str, ...]] = ("page", "page_end", "pages", "ocr_pages")
     doc_id: str
     title: str
     start: int
     end: int
     text: str
+    page: int | None = Field(default=None, description="documents with pages: the 1-based page the slice starts on")
+    page_end: int | None = Field(default=None, description="the page it ends on, when that is another page")
+    pages: list[list[int]] | None = Field(default=None, description="character range [start, end) of page n at n-1")
+    ocr_pages: list[int] | None = Field(default=None, description="pages (1-based) whose text was recognised by OCR")
 
 
 class ErrorBody(BaseModel):

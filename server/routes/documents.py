@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from qa.answer import page_of
 from qa.errors import NotFound, QAError
 from qa.ingest import TooLarge
 
@@ -46,7 +47,11 @@ async def document_slice(doc_id: str, svc: ServiceDep, start: int = Query(0, ge=
     end = len(text) if end is None else end
     if end > len(text) or start > end:
         raise QAError(f"bad slice {start}:{end} (document has {len(text)} characters; need 0 <= start <= end <= {len(text)})")
-    return DocumentSlice(doc_id=doc_id, title=svc.index.docs[doc_id]["title"], start=start, end=end, text=text[start:end])
+    meta = svc.index.docs[doc_id]
+    pages = page_of(meta, start, end)
+    return DocumentSlice(doc_id=doc_id, title=meta["title"], start=start, end=end, text=text[start:end],
+                         page=pages.get("page"), page_end=pages.get("page_end"), pages=meta.get("pages"),
+                         ocr_pages=meta.get("ocr_pages"))
 
 
 async def _files(request: Request, limit: int) -> list[tuple[str, bytes]]:
