@@ -28,7 +28,6 @@ class State:
         try:
             svc = Service.load(self.settings, progress=progress, wait=False)
             self.service = svc
-            threading.Thread(target=_warm, args=(svc,), daemon=True, name="qa-warm").start()
             if svc.rebuilding:  # serving the previous generation: rebuild the current one behind it
                 self.rebuilding = svc.rebuilding
                 threading.Thread(target=self._repair, args=(svc, progress), daemon=True, name="qa-repair").start()
@@ -117,24 +116,6 @@ class State:
     def swap(self, new) -> None:
         self.service = new
         _release_memory()
-
-
-WARM_QUESTIONS = ("海门区2024年学前教育的工作目标是什么？", "How many new schools will be built?")
-
-
-def _warm(svc) -> None:
-    """Build what the retriever loads on first use (jieba's dictionaries and part-of-speech
-    model, the place gazetteer, the English-Chinese dictionary) right after start-up, in the
-    background, instead of inside the first questions: the first English question otherwise
-    waited about 1.5 s for the dictionary. Bypasses the answer cache; errors are ignored
-    (the request path builds the same things and reports its own)."""
-    from qa.answer import ask
-
-    for q in WARM_QUESTIONS:
-        try:
-            ask(svc.retriever, q)
-        except Exception:
-            return
 
 
 def _release_memory() -> None:
