@@ -15,7 +15,6 @@ import re
 import subprocess
 import sys
 from collections import OrderedDict
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -26,7 +25,7 @@ from qa.corpus import parse_document
 from qa.settings import REPO_ROOT, Settings
 from qa.text import squash
 from test_documents import TOWN, make_docx
-from test_formats import _cjk_font, _page_images
+from test_formats import _page_images, typeset
 
 SEEDS = REPO_ROOT / "seeds"
 MODELS = REPO_ROOT / ".qa-data" / "test" / "models"
@@ -59,34 +58,7 @@ def _pages(paras: list[str], chars: int = 1150, n: int = 2) -> list[list[str]]:
 
 def _typeset(pages: list[list[str]], title: str, author: str) -> bytes:
     """A PDF as bureaus print them: a running header and "- n -" page numbers, one list per page."""
-    fpdf = pytest.importorskip("fpdf", reason="fpdf2 (a dev dependency) writes the test PDFs")
-    font = _cjk_font()
-    if font is None:
-        pytest.skip("no CJK font on this machine (install fonts-noto-cjk) to typeset the test PDF")
-
-    class Doc(fpdf.FPDF):
-        def header(self):
-            self.set_font("cjk", size=9)
-            self.cell(0, 5, RUNNING_HEADER, align="C")
-            self.set_font("cjk", size=11)
-            self.set_y(28)
-
-        def footer(self):
-            self.set_y(-15)
-            self.set_font("cjk", size=9)
-            self.cell(0, 5, f"- {self.page_no()} -", align="C")
-
-    pdf = Doc(format="A4")
-    pdf.add_font("cjk", fname=str(font), **({"collection_font_number": 2} if font.suffix.lower() == ".ttc" else {}))
-    pdf.set_auto_page_break(True, margin=22)
-    pdf.set_title(title)
-    pdf.set_author(author)
-    for page in pages:
-        pdf.add_page()
-        for para in page:
-            pdf.multi_cell(0, 7, "\u3000\u3000" + para, new_x="LMARGIN", new_y="NEXT")
-    assert pdf.page_no() == len(pages), "each list must typeset to one page"
-    return bytes(pdf.output())
+    return typeset(pages, RUNNING_HEADER, title, author, footer="- {n} -")
 
 
 def _scan(pdf_bytes: bytes) -> bytes:

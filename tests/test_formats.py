@@ -77,8 +77,9 @@ def source_pages() -> list[list[str]]:
     return pages
 
 
-@pytest.fixture(scope="module")
-def text_pdf(source_pages) -> bytes:
+def typeset(pages: list[list[str]], header: str, title: str, author: str, footer: str = "— {n} —") -> bytes:
+    """A PDF as bureaus print them, one list of paragraphs per page: a running header, page numbers
+    in the footer, first-line indents, a CJK font (skips the test when the machine has none)."""
     fpdf = pytest.importorskip("fpdf", reason="fpdf2 (a dev dependency) writes the test PDFs")
     font = _cjk_font()
     if font is None:
@@ -87,27 +88,32 @@ def text_pdf(source_pages) -> bytes:
     class Doc(fpdf.FPDF):
         def header(self):
             self.set_font("cjk", size=9)
-            self.cell(0, 5, HEADER, align="C")
+            self.cell(0, 5, header, align="C")
             self.set_font("cjk", size=11)
             self.set_y(28)
 
         def footer(self):
             self.set_y(-15)
             self.set_font("cjk", size=9)
-            self.cell(0, 5, f"— {self.page_no()} —", align="C")
+            self.cell(0, 5, footer.format(n=self.page_no()), align="C")
 
     pdf = Doc(format="A4")
     kw = {"collection_font_number": 2} if font.suffix.lower() == ".ttc" else {}  # Noto CJK: JP, KR, SC, …
     pdf.add_font("cjk", fname=str(font), **kw)
     pdf.set_auto_page_break(True, margin=22)
-    pdf.set_title("海门区教育体育局2024年工作计划")
-    pdf.set_author("南通市海门区教育体育局")
-    for page in source_pages:
+    pdf.set_title(title)
+    pdf.set_author(author)
+    for page in pages:
         pdf.add_page()
         for para in page:
             pdf.multi_cell(0, 7, "\u3000\u3000" + para, new_x="LMARGIN", new_y="NEXT")  # first-line indent, as 公文 have
-    assert pdf.page_no() == 2, "the fixture must typeset to exactly two pages"
+    assert pdf.page_no() == len(pages), "each list of paragraphs must typeset to exactly one page"
     return bytes(pdf.output())
+
+
+@pytest.fixture(scope="module")
+def text_pdf(source_pages) -> bytes:
+    return typeset(source_pages, HEADER, "海门区教育体育局2024年工作计划", "南通市海门区教育体育局")
 
 
 def _page_images(pdf_bytes: bytes, scale: float):
