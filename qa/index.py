@@ -6,7 +6,9 @@ Layout under <data_dir>/index/:
     LOCK               held (flock) by whoever writes a generation
     gen-<time>-<pid>/  chunks.jsonl, tokens.jsonl, docs.json, library.json,
                        vectors.npy, window_vectors.npy, window_owner.npy,
-                       bm25/, bm25_bigrams/, manifest.json (with file checksums)
+                       bm25/, bm25_bigrams/ (term counts + vocabulary; the BM25 weights are
+                       computed from them, bit for bit what bm25s.index gives), manifest.json
+                       (with file checksums)
 This module only builds a generation folder (`stage_generation`) and loads one
 (`load`); qa/store.py owns the rest: the lock, the commit (rename + one atomic
 switch of CURRENT), the PREVIOUS fallback and garbage collection. Chunks, tokens
@@ -19,6 +21,7 @@ import fcntl
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import threading
@@ -89,6 +92,8 @@ class IndexData:
     dense_windows: object  # faiss.Index over sentence windows
     bm25: object  # bm25s.BM25 over jieba tokens
     bm25_bigrams: object  # bm25s.BM25 over character bigrams
+    lex: tuple | None = None  # (Lexical words, Lexical bigrams): the term counts the two BM25 indexes come from
+    rows: dict | None = None  # doc_id -> (first row, end row)
 
 
 def expected_manifest(docs: list[Document], model_id: str, dim: int) -> dict:
@@ -209,26 +214,41 @@ class _Checked:
                 raise Cancelled(why)
 
 
-def _vectors_from(previous: IndexData | None, doc):
-    """(chunks, tokens, vectors, window vectors, window owners relative to the doc) reused
-    from the previous generation when the document is unchanged."""
-    if previous is None or previous.docs.get(doc.doc_id, {}).get("sha256") != doc.sha256:
+def _span(previous: IndexData, doc_id: str) -> tuple[int, int] | None:
+    """The rows of a document in a generation (its chunks are contiguous)."""
+    rows = getattr(previous, "rows", None)
+    if rows is None:
+        rows = {}
+        for i, c in enumerate(previous.chunks):
+            lo, _ = rows.get(c.doc_id, (i, i))
+            rows[c.doc_id] = (lo, i + 1)
+        previous.rows = rows
+    return rows.get(doc_id)
+
+
+def _lexicals(previous: IndexData) -> tuple["Lexical", "Lexical"]:
+    """A generation's term counts (words, bigrams); counted once from its tokens and texts
+    when it was written before generations kept them."""
+    from .lexical import bigrams
+
+    if previous.lex is None:
+        previous.lex = (Lexical.count(previous.tokens), Lexical.count(bigrams(c.text) for c in previous.chunks))
+    return previous.lex
+
+
+def _previous_lines(previous: IndexData, name: str):
+    """(bytes, line starts) of one of the previous generation's .jsonl files, when it is still
+    exactly what its manifest recorded (else None: the rows are serialised again)."""
+    try:
+        raw = (previous.path / name).read_bytes()
+    except (OSError, TypeError):
         return None
-    span = previous.rows.get(doc.doc_id) if hasattr(previous, "rows") else None
-    if span is None:
-        rows = [i for i, c in enumerate(previous.chunks) if c.doc_id == doc.doc_id]
-        if not rows:
-            return None
-        span = (rows[0], rows[-1] + 1)
-    lo, hi = span
-    wlo, whi = np.searchsorted(previous.window_owner, [lo, hi])  # owners are ascending
-    return (
-        previous.chunks[lo:hi],
-        previous.tokens[lo:hi],
-        previous.vectors[lo:hi],
-        previous.window_vectors[wlo:whi],
-        previous.window_owner[wlo:whi] - lo,
-    )
+    if hashlib.sha256(raw).hexdigest() != previous.manifest.get("files", {}).get(name):
+        return None
+    ends = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10) + 1
+    if len(ends) != len(previous.chunks) or (len(raw) and raw[-1:] != b"\n"):
+        return None
+    return raw, np.concatenate([[0], ends])
 
 
 def build(settings, embedder, docs, library: Library, previous: IndexData | None = None,
@@ -242,12 +262,26 @@ def build(settings, embedder, docs, library: Library, previous: IndexData | None
 
 
 def stage_generation(index_dir: Path, embedder, docs, library: Library, previous: IndexData | None = None,
-          progress: bool | None = None, chunked: dict | None = None, cancel=None) -> Path:
+                     progress: bool | None = None, chunked: dict | None = None, cancel=None) -> Path:
+    """`stage`, for callers that only want the folder."""
+    return stage(index_dir, embedder, docs, library, previous, progress=progress, chunked=chunked, cancel=cancel).path
+
+
+def stage(index_dir: Path, embedder, docs, library: Library, previous: IndexData | None = None,
+          progress: bool | None = None, chunked: dict | None = None, cancel=None) -> IndexData:
     """Chunk, embed and index `docs` into a new, complete, checksummed generation folder
     under `index_dir` (named .tmp-gen-…, not live: the store renames it and switches the
-    pointer). `docs` are Documents (chunked and embedded unless unchanged since
-    `previous`) or `Kept` records (copied from `previous`). `chunked`: doc_id -> chunks
-    already made by the ingest path. `cancel()` returns a reason to stop, checked per batch."""
+    pointer), and return it loaded (its `path` the staged folder). `docs` are Documents
+    (chunked and embedded unless unchanged since `previous`) or `Kept` records (carried
+    over from `previous`). `chunked`: doc_id -> chunks already made by the ingest path.
+    `cancel()` returns a reason to stop, checked per batch.
+
+    What a write costs does not grow with the library where it can be helped: unchanged
+    documents' rows are carried over as a few contiguous runs (chunks, tokens, vectors,
+    sentence windows, term counts), their lines of chunks.jsonl and tokens.jsonl are copied
+    as bytes from the previous generation (checked against its manifest), only the new
+    documents are tokenised and counted, and the BM25 weights are computed from the counts
+    in one vectorised pass. Nothing is read back after the write."""
     from .lexical import bigrams, tokenize
     from .log import stage as log_stage
     from .store import write_file
@@ -255,106 +289,303 @@ def stage_generation(index_dir: Path, embedder, docs, library: Library, previous
     index_dir.mkdir(parents=True, exist_ok=True)
     if previous is not None and not _same(previous.manifest, expected_manifest([], embedder.model_id, embedder.dim), REUSE_KEYS):
         previous = None  # embedded differently: nothing to reuse
-    chunks, tokens, vec_parts, wvec_parts, owners, metas = [], [], [], [], [], {}
-    fresh: list[tuple[int, list[Chunk]]] = []  # (position in parts, chunks) still to embed
+    parts: list[tuple] = []  # ("prev", lo, hi): rows of `previous`, runs merged; ("new", i): fresh[i]
+    fresh: list[list[Chunk]] = []
+    metas: dict[str, dict] = {}
+    counts: dict[str, int] = {}
     for d in docs:
-        reused = _vectors_from(previous, d)
-        if reused is None:
+        span = None
+        if previous is not None and previous.docs.get(d.doc_id, {}).get("sha256") == d.sha256:
+            span = _span(previous, d.doc_id)
+        if span is None:
             if isinstance(d, Kept):
                 raise IndexError_(f"{d.doc_id}: nothing to copy it from; run `qa index --rebuild`")
             cs = (chunked or {}).get(d.doc_id) or chunk_document(d)
-            fresh.append((len(vec_parts), cs))
-            vec_parts.append(None)
-            wvec_parts.append(None)
-            owners.append(None)
-            chunks.append(cs)
-            tokens.append([tokenize(f"{c.section} {c.text}") for c in cs])
+            parts.append(("new", len(fresh)))
+            fresh.append(cs)
             metas[d.doc_id] = {**d.meta(), "chars": len(d.text), "sha256": d.sha256}
+            counts[d.doc_id] = len(cs)
         else:
-            cs, ts, v, wv, wo = reused
-            chunks.append(list(cs))
-            tokens.append(list(ts))
-            vec_parts.append(v)
-            wvec_parts.append(wv)
-            owners.append(wo)
+            lo, hi = span
+            if parts and parts[-1][0] == "prev" and parts[-1][2] == lo:
+                parts[-1] = ("prev", parts[-1][1], hi)
+            else:
+                parts.append(("prev", lo, hi))
             metas[d.doc_id] = dict(previous.docs[d.doc_id])
-    if not any(chunks):
+            counts[d.doc_id] = hi - lo
+    if not any(counts.values()):
         raise IndexError_("the corpus has no text to index")
-    if fresh:
-        new = [c for _, cs in fresh for c in cs]
-        wtexts, wowner = [], []
+
+    new = [c for cs in fresh for c in cs]
+    new_tokens = [tokenize(f"{c.section} {c.text}") for c in new]
+    starts = np.cumsum([0] + [len(cs) for cs in fresh])
+    dim = embedder.dim
+    cvecs = np.zeros((0, dim), dtype=np.float32)
+    wvecs, wowner = np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=np.int64)
+    if new:
+        wtexts, owner_list = [], []
         for row, c in enumerate(new):
             for w in windows(c):
                 wtexts.append(embed_text(Chunk(**{**c.to_dict(), "text": w})))
-                wowner.append(row)
+                owner_list.append(row)
         kept = len(docs) - len(fresh)
         texts = [embed_text(c) for c in new] + wtexts
         name = (f"embedding {len(texts)} passages ({len(new)} chunks, {len(wtexts)} sentence windows) of {len(fresh)} "
                 f"documents with {embedder.model_id}" + (f"; {kept} unchanged documents reused" if kept else ""))
         with log_stage(name, total=len(texts), unit="passages", bar=progress, label="embedding") as embedding:
             vecs = embedder.encode_passages(texts, stage=_Checked(embedding, cancel) if cancel else embedding)
+        vecs = np.asarray(vecs, dtype=np.float32).reshape(-1, dim)
         cvecs, wvecs = vecs[: len(new)], vecs[len(new) :]
-        wowner = np.asarray(wowner, dtype=np.int64)
-        row = 0
-        for pos, cs in fresh:
-            sel = (wowner >= row) & (wowner < row + len(cs))
-            vec_parts[pos] = cvecs[row : row + len(cs)]
-            wvec_parts[pos] = wvecs[sel]
-            owners[pos] = wowner[sel] - row
-            row += len(cs)
-    offset, owner_all = 0, []
-    for cs, wo in zip(chunks, owners):
-        owner_all.append(wo + offset)
-        offset += len(cs)
-    flat_chunks = [c for cs in chunks for c in cs]
-    flat_tokens = [t for ts in tokens for t in ts]
-    dim = embedder.dim
-    vectors = np.ascontiguousarray(np.concatenate(vec_parts), dtype=np.float32).reshape(-1, dim)
-    window_vectors = np.ascontiguousarray(np.concatenate(wvec_parts), dtype=np.float32).reshape(-1, dim)
-    window_owner = np.concatenate(owner_all).astype(np.int64)
+        wowner = np.asarray(owner_list, dtype=np.int64)
+
+    words0, grams0 = _lexicals(previous) if previous is not None else (None, None)
+    words_new = Lexical.count(new_tokens, words0)
+    grams_new = Lexical.count((bigrams(c.text) for c in new), grams0)
+    chunk_lines = _previous_lines(previous, "chunks.jsonl") if previous is not None else None
+    token_lines = _previous_lines(previous, "tokens.jsonl") if previous is not None else None
+
+    chunks, tokens, vparts, wparts, oparts, wtf, gtf, cbytes, tbytes = [], [], [], [], [], [], [], [], []
+    row = 0
+    for part in parts:
+        if part[0] == "prev":
+            _, lo, hi = part
+            chunks.extend(previous.chunks[lo:hi])
+            tokens.extend(previous.tokens[lo:hi])
+            vparts.append(previous.vectors[lo:hi])
+            wlo, whi = np.searchsorted(previous.window_owner, [lo, hi])  # owners are ascending
+            wparts.append(previous.window_vectors[wlo:whi])
+            oparts.append(previous.window_owner[wlo:whi] - lo + row)
+            wtf.append(words0.tf[lo:hi])
+            gtf.append(grams0.tf[lo:hi])
+            for lines, out, rows in ((chunk_lines, cbytes, previous.chunks), (token_lines, tbytes, previous.tokens)):
+                if lines is not None:
+                    out.append(lines[0][lines[1][lo] : lines[1][hi]])
+                elif rows is previous.chunks:
+                    out.append("".join(json.dumps(c.to_dict(), ensure_ascii=False) + "\n" for c in rows[lo:hi]).encode())
+                else:
+                    out.append("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in rows[lo:hi]).encode())
+        else:
+            a, b = int(starts[part[1]]), int(starts[part[1] + 1])
+            lo, hi = a, b
+            chunks.extend(new[a:b])
+            tokens.extend(new_tokens[a:b])
+            vparts.append(cvecs[a:b])
+            wlo, whi = np.searchsorted(wowner, [a, b])
+            wparts.append(wvecs[wlo:whi])
+            oparts.append(wowner[wlo:whi] - a + row)
+            wtf.append(words_new.tf[a:b])
+            gtf.append(grams_new.tf[a:b])
+            cbytes.append("".join(json.dumps(c.to_dict(), ensure_ascii=False) + "\n" for c in new[a:b]).encode())
+            tbytes.append("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in new_tokens[a:b]).encode())
+        row += hi - lo
+    vectors = np.ascontiguousarray(np.concatenate(vparts), dtype=np.float32).reshape(-1, dim)
+    window_vectors = np.ascontiguousarray(np.concatenate(wparts), dtype=np.float32).reshape(-1, dim)
+    window_owner = np.concatenate(oparts).astype(np.int64)
+    words = Lexical.stack(words_new, wtf)
+    grams = Lexical.stack(grams_new, gtf)
 
     gen = f"gen-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
     tmp = index_dir / (".tmp-" + gen)
     tmp.mkdir()
     try:
+        digests: dict[str, str] = {}
+
+        def put(name: str, data: bytes) -> None:
+            write_file(tmp / name, data)
+            digests[name] = hashlib.sha256(data).hexdigest()
+
         for name, arr in (("vectors.npy", vectors), ("window_vectors.npy", window_vectors), ("window_owner.npy", window_owner)):
             buf = io.BytesIO()
             np.save(buf, arr)
-            write_file(tmp / name, buf.getvalue())
+            put(name, buf.getbuffer())
+        dense = {}
         for name, vecs in (("dense.faiss", vectors), ("dense_windows.faiss", window_vectors)):
+            dense[name] = dense_index(vecs)
             if dense_kind(len(vecs)) != "flat":  # an ANN index is trained once and saved with the generation
                 import faiss
 
-                write_file(tmp / name, faiss.serialize_index(dense_index(vecs)).tobytes())
-        _save_bm25(flat_tokens, tmp / "bm25")
-        _save_bm25([bigrams(c.text) for c in flat_chunks], tmp / "bm25_bigrams")
-        write_file(tmp / "chunks.jsonl", "".join(json.dumps(c.to_dict(), ensure_ascii=False) + "\n" for c in flat_chunks))
-        write_file(tmp / "tokens.jsonl", "".join(json.dumps(t, ensure_ascii=False) + "\n" for t in flat_tokens))
-        counts = {}
-        for c in flat_chunks:
-            counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
-        meta = {d.doc_id: {**metas[d.doc_id], "chunks": counts.get(d.doc_id, 0),
+                put(name, faiss.serialize_index(dense[name]).tobytes())
+        _save_bm25(words, tmp / "bm25")
+        _save_bm25(grams, tmp / "bm25_bigrams")
+        put("chunks.jsonl", b"".join(cbytes))
+        put("tokens.jsonl", b"".join(tbytes))
+        meta = {d.doc_id: {**metas[d.doc_id], "chunks": counts[d.doc_id],
                            "source": "upload" if d.doc_id in library.uploads else "seed"} for d in docs}
-        write_file(tmp / "docs.json", json.dumps(meta, ensure_ascii=False, indent=1))
-        write_file(tmp / "library.json", json.dumps(library.to_dict(), ensure_ascii=False, indent=1))
+        # one line each: json's C encoder (an indented dump takes its pure-Python path, ~10x slower)
+        put("docs.json", json.dumps(meta, ensure_ascii=False).encode())
+        put("library.json", json.dumps(library.to_dict(), ensure_ascii=False).encode())
         manifest = expected_manifest(docs, embedder.model_id, dim)
-        manifest["chunks"] = len(flat_chunks)
+        manifest["chunks"] = len(chunks)
         manifest["documents"] = len(docs)
         manifest["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        manifest["files"] = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        for p in sorted(tmp.rglob("*")):
+            rel = str(p.relative_to(tmp))
+            if p.is_file() and rel not in digests:
+                digests[rel] = _sha256(p)
+        manifest["files"] = dict(sorted(digests.items()))
         write_file(tmp / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return tmp
+    data = IndexData(tmp, manifest, chunks, tokens, meta, library, vectors, window_vectors, window_owner,
+                     dense["dense.faiss"], dense["dense_windows.faiss"], words.bm25(), grams.bm25(), lex=(words, grams))
+    data.rows = _rows(chunks)
+    return data
 
 
-def _save_bm25(tokens: list[list[str]], path: Path) -> None:
-    import bm25s
+def _rows(chunks) -> dict[str, tuple[int, int]]:
+    rows: dict[str, tuple[int, int]] = {}
+    for i, c in enumerate(chunks):  # a document's chunks are contiguous
+        lo, _ = rows.get(c.doc_id, (i, i))
+        rows[c.doc_id] = (lo, i + 1)
+    return rows
 
-    retriever = bm25s.BM25()
-    retriever.index(tokens, show_progress=False)
-    retriever.save(str(path), show_progress=False)
+
+def _save_bm25(lex: "Lexical", path: Path) -> None:
+    """The term counts behind a BM25 index (its weights are computed from them when loaded)."""
+    lex.save(path)
+
+
+# ------------------------------------------------------- lexical (BM25) counts
+K1, B = 1.5, 0.75  # bm25s' defaults (method "lucene"), as every generation was built with
+
+
+class Lexical:
+    """The term counts behind one BM25 index: a chunk x token matrix of counts (CSR, rows in
+    chunk order) and its vocabulary. Kept with a generation so that a write carries the
+    unchanged documents' rows over and counts only the new ones; the BM25 weights are then
+    computed from the counts for the whole library at once (vectorised), exactly as
+    bm25s.BM25.index computes them: IDF and the average length change with every document."""
+
+    def __init__(self, vocab: list[str], tf, ids: dict[str, int] | None = None):
+        self.vocab = vocab  # column -> token
+        self.tf = tf  # scipy.sparse.csr_matrix, int32 counts
+        self._ids = ids
+
+    @property
+    def ids(self) -> dict[str, int]:
+        """token -> column (do not change it: copy)."""
+        if self._ids is None:
+            self._ids = {t: i for i, t in enumerate(self.vocab)}
+        return self._ids
+
+    @property
+    def rows(self) -> int:
+        return self.tf.shape[0]
+
+    @classmethod
+    def count(cls, token_lists, base: "Lexical | None" = None) -> "Lexical":
+        """Count `token_lists` (one list per row) over a copy of `base`'s vocabulary, extended
+        at its end with the tokens it lacks."""
+        import scipy.sparse as sp
+
+        vocab = list(base.vocab) if base is not None else []
+        ids = dict(base.ids) if base is not None else {}
+        indptr, cols, counts = [0], [], []
+        for tokens in token_lists:
+            row: dict[int, int] = {}
+            for t in tokens:
+                i = ids.get(t)
+                if i is None:
+                    i = ids[t] = len(vocab)
+                    vocab.append(t)
+                row[i] = row.get(i, 0) + 1
+            cols.extend(row)
+            counts.extend(row.values())
+            indptr.append(len(cols))
+        tf = sp.csr_matrix((np.asarray(counts, dtype=np.int32), np.asarray(cols, dtype=np.int32),
+                            np.asarray(indptr, dtype=np.int64)), shape=(len(indptr) - 1, len(vocab)))
+        return cls(vocab, tf, ids)
+
+    def widen(self, n_vocab: int):
+        """This matrix with `n_vocab` columns (a vocabulary extended at its end)."""
+        import scipy.sparse as sp
+
+        t = self.tf
+        return sp.csr_matrix((t.data, t.indices, t.indptr), shape=(t.shape[0], n_vocab))
+
+    @classmethod
+    def stack(cls, base: "Lexical", parts) -> "Lexical":
+        """Rows from several matrices over `vocab` (or a prefix of it), in order; tokens no
+        row has any more are dropped from the vocabulary (as a rebuild would never see them)."""
+        import scipy.sparse as sp
+
+        vocab, ids = base.vocab, base.ids
+        n = len(vocab)
+        parts = [p for p in parts if p.shape[0]]
+        if not parts:
+            return cls([], sp.csr_matrix((0, 0), dtype=np.int32))
+        tf = sp.vstack([sp.csr_matrix((p.data, p.indices, p.indptr), shape=(p.shape[0], n)) for p in parts],
+                       format="csr", dtype=np.int32)
+        df = np.bincount(tf.indices, minlength=n)
+        if (df == 0).any():
+            keep = df > 0
+            lut = (np.cumsum(keep) - 1).astype(np.int32)
+            tf = sp.csr_matrix((tf.data, lut[tf.indices], tf.indptr), shape=(tf.shape[0], int(keep.sum())))
+            vocab, ids = [t for t, k in zip(vocab, keep) if k], None
+        return cls(vocab, tf, ids)
+
+    def bm25(self):
+        """A bm25s.BM25 (lucene) over these counts, with the weights bm25s.index gives the
+        same token lists (bit for bit: same formula, same float types, same order of operations)."""
+        import bm25s
+
+        tf = self.tf
+        n, n_vocab = tf.shape
+        counts = np.diff(tf.indptr)
+        row = np.repeat(np.arange(n, dtype=np.int64), counts)
+        lengths = np.bincount(row, weights=tf.data, minlength=n).astype(np.int64)  # len(tokens) of each row
+        avg = lengths.mean() if n else np.float64(0)
+        df = np.bincount(tf.indices, minlength=n_vocab)
+        idf = np.zeros(n_vocab, dtype=np.float32)
+        for k in np.unique(df):  # math.log, as bm25s computes it, once per distinct document frequency
+            if k:
+                idf[df == k] = math.log(1 + (n - int(k) + 0.5) / (int(k) + 0.5))
+        t = tf.data.astype(np.float32).astype(np.float64)
+        norm = K1 * ((1 - B) + B * lengths[row].astype(np.float64) / avg)
+        weights = (idf[tf.indices].astype(np.float64) * (t / (norm + t))).astype(np.float32)
+        csc = sp_csc(weights, tf.indices, tf.indptr, (n, n_vocab))
+        model = bm25s.BM25(k1=K1, b=B, method="lucene")
+        model.scores = {"data": csc[0], "indices": csc[1], "indptr": csc[2], "num_docs": n}
+        vocab = dict(self.ids)
+        if "" not in vocab:
+            vocab[""] = max(vocab.values()) + 1 if vocab else 0
+        model.vocab_dict = vocab
+        model.unique_token_ids_set = set(vocab.values())
+        model.nonoccurrence_array = None
+        return model
+
+    def save(self, path: Path) -> None:
+        from .store import write_file
+
+        path.mkdir()
+        buf = io.BytesIO()
+        np.savez(buf, data=self.tf.data, indices=self.tf.indices, indptr=self.tf.indptr,
+                 shape=np.asarray(self.tf.shape, dtype=np.int64))
+        write_file(path / "counts.npz", buf.getvalue())
+        write_file(path / "vocab.json", json.dumps(self.vocab, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: Path) -> "Lexical":
+        import scipy.sparse as sp
+
+        vocab = json.loads((path / "vocab.json").read_text(encoding="utf-8"))
+        with np.load(path / "counts.npz") as z:
+            shape = tuple(int(x) for x in z["shape"])
+            tf = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=shape)
+        if shape[1] != len(vocab):
+            raise ValueError(f"{path.name}: {shape[1]} columns for {len(vocab)} tokens")
+        return cls(vocab, tf)
+
+
+def sp_csc(data: np.ndarray, cols: np.ndarray, indptr: np.ndarray, shape):
+    """(data, row indices, column pointers) of the CSC form of a CSR matrix: rows ascending
+    within each column, as bm25s lays its index out (int32 rows, int64 pointers)."""
+    import scipy.sparse as sp
+
+    csc = sp.csr_matrix((data, cols, indptr), shape=shape).tocsc()
+    csc.sort_indices()
+    return csc.data.astype(np.float32, copy=False), csc.indices.astype(np.int32, copy=False), csc.indptr.astype(np.int64)
 
 
 # --------------------------------------------------------------------- load
@@ -421,20 +652,23 @@ def load(path: Path, verify: bool = True) -> IndexData:
         vectors = np.load(path / "vectors.npy")
         window_vectors = np.load(path / "window_vectors.npy")
         owner = np.load(path / "window_owner.npy")
-        bm25 = bm25s.BM25.load(str(path / "bm25"), show_progress=False, verbosity=0)
-        bm25_bigrams = bm25s.BM25.load(str(path / "bm25_bigrams"), show_progress=False, verbosity=0)
+        lex = None
+        if (path / "bm25" / "counts.npz").is_file():  # term counts: the weights are computed here
+            lex = (Lexical.load(path / "bm25"), Lexical.load(path / "bm25_bigrams"))
+            if lex[0].rows != len(chunks) or lex[1].rows != len(chunks):
+                raise ValueError(f"{lex[0].rows} rows of term counts for {len(chunks)} chunks")
+            bm25, bm25_bigrams = lex[0].bm25(), lex[1].bm25()
+        else:  # a generation written before the counts were kept: bm25s' own files
+            bm25 = bm25s.BM25.load(str(path / "bm25"), show_progress=False, verbosity=0)
+            bm25_bigrams = bm25s.BM25.load(str(path / "bm25_bigrams"), show_progress=False, verbosity=0)
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
         raise IndexError_(f"index {path.name} cannot be read ({str(e).splitlines()[0][:120]}); run `qa index --rebuild`") from None
     if not (len(vectors) == len(chunks) == len(tokens)) or len(window_vectors) != len(owner):
         raise IndexError_(f"index {path.name} is inconsistent ({len(vectors)} vectors, {len(chunks)} chunks); run `qa index --rebuild`")
     data = IndexData(path, manifest, chunks, tokens, docs, library, vectors, window_vectors, owner,
                      _dense_from(path / "dense.faiss", vectors), _dense_from(path / "dense_windows.faiss", window_vectors),
-                     bm25, bm25_bigrams)
-    rows: dict[str, tuple[int, int]] = {}
-    for i, c in enumerate(chunks):  # a document's chunks are contiguous
-        lo, _ = rows.get(c.doc_id, (i, i))
-        rows[c.doc_id] = (lo, i + 1)
-    data.rows = rows
+                     bm25, bm25_bigrams, lex=lex)
+    data.rows = _rows(chunks)
     return data
 
 

@@ -80,10 +80,7 @@ def fsync_dir(path: Path) -> None:
 
 
 def _fsync_tree(root: Path) -> None:
-    for p in root.rglob("*"):
-        if p.is_file():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
+    """Flush a staged generation's folders (its files were each flushed by write_file)."""
     for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
         fsync_dir(d)
 
@@ -346,7 +343,7 @@ class Store:
             raise
         try:  # after the commit: a failure here loses nothing (the mirror is rewritten by the next commit)
             self.docs_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.docs_dir / "library.json", json.dumps(library.to_dict(), ensure_ascii=False, indent=1))
+            atomic_write(self.docs_dir / "library.json", json.dumps(library.to_dict(), ensure_ascii=False))
         except (OSError, QAError) as e:
             _say(f"could not update the library mirror ({e})")
         self.gc(library)
@@ -454,17 +451,17 @@ class Transaction:
             raise QAError("cannot remove the last document: the corpus would be empty")
         chunked = {k: i.chunks for k, i in self.changed.items()}
         try:
-            staged = index_mod.stage_generation(self.store.index_dir, embedder, docs, self.library,
-                                                previous=previous if previous is not None else self.live,
-                                                progress=progress, chunked=chunked, cancel=cancel)
+            data = index_mod.stage(self.store.index_dir, embedder, docs, self.library,
+                                   previous=previous if previous is not None else self.live,
+                                   progress=progress, chunked=chunked, cancel=cancel)
         except OSError as e:
             if e.errno in FULL:
                 raise _full(e, self.store.index_dir) from None
             raise
         source = previous if previous is not None else self.live  # a generation known to load: the fallback
-        gen = self.store.commit_built(staged, self.library, keep_previous=source.path if keep_previous and source else False)
+        gen = self.store.commit_built(data.path, self.library, keep_previous=source.path if keep_previous and source else False)
         self.committed = True
-        data = index_mod.load(gen, verify=False)  # just written and flushed: no need to hash it again
+        data.path = gen  # what was just written, as written: nothing is read back
         self.store.sync_remote(data)
         return data
 
