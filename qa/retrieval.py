@@ -82,9 +82,17 @@ class Options:
     w_dense: float = 1.0
     w_lexical: float = 0.5
     w_bigram: float = 0.5
-    prefer: float = 0.5  # added to the fused score of the documents the question points at
+    # added to the fused score of the documents the question points at; at 2.0 (the most the three weighted
+    # signals add up to) their passages come first: a question about 惠山区 is answered from 惠山区's document
+    # before any other (train: 0.5 → 2.0 MRR 0.870 → 0.892, conversations 0.762 → 0.843)
+    prefer: float = 2.0
     w_lexical_en: float = 0.25  # lexical weights for English questions (the dictionary is noisy)
     answerability: dict | None = None  # {"weights": {feature: w}, "bias": b, "threshold": t}
+    # a place or period that points at documents is a scope, not a topic: "off" searches the question
+    # as asked, "lexical" leaves the scope words out of the lexical signals, "both" out of the dense one too,
+    # "mean" embeds both forms and averages them (two encodes). Chosen on the train split: both
+    scope_query: str = "both"
+    scope_years: bool = True  # the years and periods are left out too (not only the places)
 
     @classmethod
     def fitted(cls, **overrides) -> "Options":
@@ -297,6 +305,22 @@ class Retriever:
                    and not any(w in e or e in w for e in everyday)]
         return len(unknown) / len(words), unknown
 
+    def content_query(self, query: Query, verdict) -> Query:
+        """The question less the places and periods that point it at documents (the preference for
+        those documents stands for them): 惠山区美育工作有什么安排 searches 美育工作有什么安排, so the
+        document's header, which names 惠山区 in every line, does not outrank its passage on 美育."""
+        if self.options.scope_query == "off" or not verdict.docs or verdict.reason:
+            return query
+        from dataclasses import replace as _replace
+
+        from .conversation import _bare, _strip_scope
+
+        text = _strip_scope(query.text, query, places=bool(query.places),
+                            years=bool(query.years) and self.options.scope_years)
+        if len(_bare(text, query)) < 2:
+            return query
+        return _replace(query, text=text)
+
     def lexical_query(self, query: Query) -> tuple[list[str], list[str]]:
         """(jieba tokens, character bigrams) the lexical signals search for."""
         opts = self.options
@@ -353,8 +377,14 @@ class Retriever:
         resolved = resolve(question, history or [], self.scope) if history else question
         verdict = self.scope.check(parse(resolved))
         query = verdict.query
-        lex_tokens, q_bigrams = self.lexical_query(query)
-        q = self.embedder.encode_queries([query.text])
+        content = self.content_query(query, verdict)
+        lex_tokens, q_bigrams = self.lexical_query(content)
+        if self.options.scope_query == "mean" and content is not query:
+            q2 = self.embedder.encode_queries([query.text, content.text])
+            q = q2.sum(axis=0, keepdims=True)
+            q = (q / np.linalg.norm(q)).astype(np.float32)
+        else:
+            q = self.embedder.encode_queries([(content if self.options.scope_query in ("both",) else query).text])
         if self.adapter is not None:
             q = self.adapter.apply(q)
         if self.remote is not None:

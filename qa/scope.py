@@ -83,6 +83,10 @@ class Scope:
             docs = {d for d in docs if any(p.code in self.codes[d] or p.code in self.mentions[d] for p in specific)}
             if not docs:
                 names = "、".join(dict.fromkeys(p.name for p in specific))
+                if query.language == "en":
+                    said = ", ".join(dict.fromkeys(p.said for p in specific))
+                    return Verdict("out_of_scope_place", set(), f"These documents do not cover {said} ({names}). "
+                                   f"{self.covered('en')}", query)
                 return Verdict("out_of_scope_place", set(), f"知识库中没有关于{names}的文件。{self.covered()}", query)
         if query.years:
             # a question about a document of a year (2022年教育工作意见, 2021—2022学年度) needs a document
@@ -93,11 +97,17 @@ class Scope:
             if not in_period:
                 when = "、".join(query.periods) or "、".join(f"{y}年" for y in query.years)
                 where = "、".join(dict.fromkeys(p.name for p in places))
+                if query.language == "en":
+                    years = ", ".join(str(y) for y in query.years)
+                    return Verdict("out_of_scope_period", set(), f"These documents do not cover {years}"
+                                   f"{' for ' + where if where else ''}. {self.covered('en')}", query)
                 return Verdict("out_of_scope_period", set(), f"知识库中没有{where}{when}的文件。{self.covered()}", query)
             docs = in_period
         return Verdict(None, docs if (places or query.years) else set(), "", query)
 
-    def covered(self) -> str:
+    def covered(self, language: str = "zh") -> str:
+        if language == "en":
+            return ("They cover: " + "; ".join(self.labels.values()) + ".") if self.labels else "There are no documents yet."
         if not self.labels:
             return "知识库中还没有文件。"
         return "现有：" + "；".join(self.labels.values()) + "。"

@@ -32,6 +32,31 @@ def test_places_know_their_parents_and_everyday_words_are_not_places():
     assert [p.code for p in gulou] == ["320100", "320106"]  # the 鼓楼区 of 南京, not of 福州 or 徐州
 
 
+@pytest.mark.parametrize("question, names, said", [
+    ("How does Haimen District plan to develop its teachers?", ["海门区"], "Haimen District"),
+    ("What does Huishan's plan say about reading?", ["惠山区"], "Huishan's"),
+    ("School projects in Wu Jin", ["武进区"], "Wu Jin"),
+    ("Kindergartens in Jiangyin city", ["江阴市"], "Jiangyin city"),
+])
+def test_english_questions_name_places_by_their_pinyin(question, names, said):
+    q = parse(question)
+    assert [p.name for p in q.places] == names and q.places[0].said == said
+
+
+def test_english_place_spellings_that_are_schools_or_words_are_not_places():
+    assert parse("What about Xishan High School specifically?").places == ()  # a school named after 锡山
+    assert parse("Guide me to the plan on teachers").places == ()  # 贵德 (guide) only with District/County
+    assert [p.name for p in parse("Guide County schools").places] == ["贵德县"]
+    suzhou = {p.name for p in parse("Suzhou kindergartens").places}
+    assert {"苏州市", "宿州市"} <= suzhou  # one spelling, every division it spells
+
+
+def test_a_place_said_not_to_be_meant_does_not_scope_the_question():
+    assert parse("2020年某区工作要点（不是武进区那份）对民办学校怎么管").places == ()
+    assert [p.name for p in parse("not Wujin but Haimen").places] == ["海门区"]
+    assert [p.name for p in parse("武进区的学校").places] == ["武进区"]
+
+
 def test_school_years_and_plans():
     assert parse("2018—2019学年度的意见").years == (2018, 2019)
     assert parse("2019-20学年").years == (2019, 2020)
@@ -91,6 +116,14 @@ def test_a_region_switch_drops_the_old_year_and_document(scope):
 def test_a_chain_of_follow_ups_keeps_its_topic(scope):
     out = resolve("那滨湖区呢？", ["武进区对校园足球有什么安排？", "那海门区呢？"], scope)
     assert out.startswith("滨湖区") and "校园足球" in out
+
+
+def test_out_of_scope_in_english_is_said_in_english(scope):
+    v = scope.check(parse("How many public kindergartens will Suzhou build in 2024?"))
+    assert v.reason == "out_of_scope_place" and v.message.startswith("These documents do not cover Suzhou")
+    assert "苏州市" in v.message and "海门区" in v.message
+    v = scope.check(parse("What did Haimen's 2016 plan say about sports?"))
+    assert v.reason == "out_of_scope_period" and "2016" in v.message and v.message.startswith("These documents")
 
 
 def test_ask_with_history_reports_what_it_searched(settings):

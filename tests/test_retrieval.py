@@ -14,6 +14,7 @@ from qa.answer import NO_ANSWER_TEXT
 from qa.errors import QAError
 from qa.evaluate import evaluate, load_questions
 from qa.query import parse
+from qa.retrieval import Options, Retriever
 from qa.settings import REPO_ROOT, Settings
 
 DEV = REPO_ROOT.parent / "shared" / "eval" / "dev.jsonl"
@@ -137,6 +138,21 @@ def test_region_and_year_preference(service):
     # naming a district prefers its document without clipping every score to 1
     scores = [p["score"] for p in service.ask("海门区学前教育怎么发展", top_k=5)["passages"]]
     assert scores == sorted(scores, reverse=True) and len(set(scores)) == 5 and max(scores) < 1.0
+
+
+@pytest.mark.parametrize("question, topic", [("惠山区美育工作有什么安排？", "美育"), ("海门区也搞研学吗？", "研学"),
+                                             ("What does Haimen District say about study tours (研学)?", "研学")])
+def test_a_named_place_is_a_scope_not_a_topic(service, question, topic):
+    """The place a question names points at its documents (the preference); the words searched are the
+    topic's, so the document's header, which names the place on every line, does not outrank the passage."""
+    body = service.ask(question, top_k=3)
+    sections = [p["citation"]["section"] for p in body["passages"]]
+    assert "文件信息" not in sections[0]
+    assert topic in body["passages"][0]["text"]
+    off = Retriever(service.index, service.embedder, Options.fitted(scope_query="off"), texts=service.sources)
+    assert off.content_query(parse(question), off.scope.check(parse(question))).text == parse(question).text
+    content = service.retriever.content_query(parse(question), service.retriever.scope.check(parse(question))).text
+    assert topic in content and not any(p in content for p in ("惠山区", "海门区", "Haimen"))
 
 
 def test_filters(service):
