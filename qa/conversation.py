@@ -28,8 +28,39 @@ _POINT = re.compile(r"(它们|它|这个|这项|这些|这一|这种|这方面|�
 _QUESTION = re.compile(
     r"(具体|怎么|怎样|如何|什么|哪些|哪个|哪|多少|几|是否|有没有|吗|呢|要求|措施|目标|做法|安排|规定|情况|内容|方面|还有|又|呢|那边|那里|这边|的|了|是|有|要|会|能|可以|呀|啊|吧|和|与|及|以及|请问|一下|说说|讲讲|介绍)"
 )
-_GREETING = re.compile(r"^\s*(你好|您好|嗨|哈喽|hello|hi|hey|谢谢|多谢|感谢|thanks|thank you|好的|ok|再见|bye)[\s!！。.,，~～呀啊]*$", re.I)
-_EN_GREETING = re.compile(r"^\s*(hello|hi|hey|thanks|thank you|ok|bye)\b", re.I)
+
+
+_GREETING = re.compile(
+    r"(?:(?:你好|您好|大家好|嗨|哈喽|哈啰|在吗|在不在|早上好|上午好|中午好|下午好|晚上好|早安|晚安|"
+    r"hello|hi|hey|hallo|goodmorning|goodafternoon|goodevening|"
+    r"谢谢|多谢|感谢|非常感谢|太感谢了|辛苦了|thanks|thankyou|thx|ty|cheers|好的|好|明白了|知道了|收到|ok|okay|"
+    r"再见|拜拜|bye|goodbye)"
+    r"(?:啊|呀|哈|哦|喔|呢|吗|了|啦|你|您|大家|alot|somuch|verymuch|there)*)+"
+)
+_PUNCT = re.compile(r"[\s,.!?~，。！？、～…:：;；'\"“”‘’()（）😀-🙏]+")
+
+
+def is_greeting(text: str) -> bool:
+    """Greetings and thanks alone ("你好！", "谢谢你", "hello", "thank you very much"), nothing more."""
+    t = _PUNCT.sub("", text.lower())
+    return 0 < len(t) <= 40 and _GREETING.fullmatch(t) is not None
+
+
+def _is_thanks(text: str) -> bool:
+    return bool(re.search(r"谢|感谢|辛苦|thank|thx|cheers|\bty\b", text.lower()))
+
+
+def greeting_reply(text: str, titles: list[str]) -> str:
+    head = "不客气！" if _is_thanks(text) else "你好！"
+    lines = [
+        head + "我是教育政策问答服务：用中文提问，我从下面这些政策文件里找出最相关的原文段落，每条都标明出处（文件、章节、段落）。",
+        "",
+        "可以查询的文件：",
+        *[f"- {t}" for t in titles],
+        "",
+        "例如：“海门区2024年对清华北大录取人数的目标是多少？” 追问也可以，比如先问武进区，再问“那惠山区呢？”。",
+    ]
+    return "\n".join(lines)
 
 
 def _bare(text: str, query) -> str:
@@ -66,7 +97,7 @@ def _strip_scope(text: str, query, places: bool, years: bool) -> str:
 
 def is_followup(question: str) -> bool:
     q = parse(question)
-    if _GREETING.match(q.text):
+    if is_greeting(q.text):
         return False
     if _LEAD.search(q.text) or _TAIL.search(q.text) or _POINT.search(q.text):
         return True
@@ -82,7 +113,7 @@ def resolve(question: str, history: list[str], scope=None) -> str:
     if not history or not is_followup(question):
         return question
     prev = resolve(history[-1], history[:-1], scope)
-    if _GREETING.match(prev.strip()) or _EN_GREETING.match(prev.strip()):
+    if is_greeting(prev):
         return question
     q, p = parse(question), parse(prev)
     if scope is not None:

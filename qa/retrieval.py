@@ -134,7 +134,7 @@ class SearchResult:
     confidence: dict = field(default_factory=dict)
     query_tokens: list[str] = field(default_factory=list)
     query: Query | None = None
-    reason: str | None = None  # out_of_scope_place | out_of_scope_period | low_relevance | None
+    reason: str | None = None  # out_of_scope_place | out_of_scope_period | low_relevance | not_a_question | None
     message: str = ""  # what to tell the user when there is no answer
     probability: float = 1.0  # calibrated confidence that the passages answer the question
     features: dict = field(default_factory=dict)
@@ -610,7 +610,13 @@ class Retriever:
         features = self.features(sig, best, allowed)
         probability = self.answerable(features)
         reason, message = None, ""
-        if best is None:
+        from .conversation import greeting_reply, is_greeting
+
+        if is_greeting(question):
+            # 你好 / 好的，谢谢 is not a question: say what can be asked instead of citing a passage
+            titles = [m.get("title") or d for d, m in self.data.docs.items()]
+            reason, message = "not_a_question", greeting_reply(question, titles)
+        elif best is None:
             reason = "no_passages"
         elif self.options.scope and sig.verdict.reason:
             reason, message = sig.verdict.reason, sig.verdict.message

@@ -77,37 +77,8 @@ def check_supported(req, task_json: bool) -> None:
 
 
 # -------------------------------------------------------------- greetings
-_GREETING = re.compile(
-    r"(?:(?:你好|您好|大家好|嗨|哈喽|哈啰|在吗|在不在|早上好|上午好|中午好|下午好|晚上好|早安|晚安|"
-    r"hello|hi|hey|hallo|goodmorning|goodafternoon|goodevening|"
-    r"谢谢|多谢|感谢|非常感谢|太感谢了|辛苦了|thanks|thankyou|thx|ty|cheers|"
-    r"再见|拜拜|bye|goodbye)"
-    r"(?:啊|呀|哈|哦|喔|呢|吗|了|啦|你|您|大家|alot|somuch|verymuch|there)*)+"
-)
-_PUNCT = re.compile(r"[\s,.!?~，。！？、～…:：;；'\"“”‘’()（）😀-🙏]+")
-
-
-def is_greeting(text: str) -> bool:
-    """Greetings and thanks alone ("你好！", "谢谢你", "hello", "thank you very much"), nothing more."""
-    t = _PUNCT.sub("", text.lower())
-    return 0 < len(t) <= 40 and _GREETING.fullmatch(t) is not None
-
-
-def _is_thanks(text: str) -> bool:
-    return bool(re.search(r"谢|感谢|辛苦|thank|thx|cheers|\bty\b", text.lower()))
-
-
-def greeting_reply(text: str, titles: list[str]) -> str:
-    head = "不客气！" if _is_thanks(text) else "你好！"
-    lines = [
-        head + "我是教育政策问答服务：用中文提问，我从下面这些政策文件里找出最相关的原文段落，每条都标明出处（文件、章节、段落）。",
-        "",
-        "可以查询的文件：",
-        *[f"- {t}" for t in titles],
-        "",
-        "例如：“海门区2024年对清华北大录取人数的目标是多少？” 追问也可以，比如先问武进区，再问“那惠山区呢？”。",
-    ]
-    return "\n".join(lines)
+# one definition for /ask, the CLI and chat: qa.conversation
+from qa.conversation import greeting_reply, is_greeting  # noqa: E402,F401
 
 
 # ------------------------------------------------------- frontend task prompts

@@ -100,7 +100,7 @@ class AskResponse(BaseModel):
     question: str
     answer: str = Field(description="extractive answer; [n] points at passages[n-1]; when no_answer, what the base covers")
     no_answer: bool
-    no_answer_reason: Literal["out_of_scope_place", "out_of_scope_period", "low_relevance", "no_passages"] | None = Field(
+    no_answer_reason: Literal["out_of_scope_place", "out_of_scope_period", "low_relevance", "no_passages", "not_a_question"] | None = Field(
         default=None, description="why no_answer, when it is true")
     confidence: float = Field(ge=0, le=1, description="calibrated probability that the passages answer the question")
     query: QueryInfo | None = Field(default=None, description="how the (resolved) question was read")

@@ -199,3 +199,12 @@ def test_cli_ask_takes_the_conversation_too(settings):
     assert r.returncode == 0, r.stderr
     body = json.loads(r.stdout)
     assert "足球" in body["resolved_question"] and body["query"]["places"] == ["海门区"]
+
+
+@pytest.mark.parametrize("said, history", [("你好", []), ("好的，谢谢", ["武进区怎么开展党员志愿服务？"]), ("thank you!", [])])
+def test_greetings_and_thanks_are_not_questions(settings, said, history):
+    from qa.service import Service
+
+    body = Service.load(settings, progress=False).ask(said, history=history)
+    assert body["no_answer"] and body["no_answer_reason"] == "not_a_question"
+    assert body["resolved_question"] == said and "可以查询的文件" in body["answer"]
