@@ -40,6 +40,19 @@ class Postings:
     def df(self, tid: int) -> int:
         return int(self.indptr[tid + 1] - self.indptr[tid])
 
+    def ceiling(self, tids: list[int]) -> float:
+        """The most these tokens can add up to in one chunk: the sum of each token's highest weight
+        (cached per token and generation)."""
+        total = 0.0
+        cache = self.__dict__.setdefault("_ceiling", {})
+        for tid in tids:
+            w = cache.get(tid)
+            if w is None:
+                a, b = int(self.indptr[tid]), int(self.indptr[tid + 1])
+                w = cache[tid] = float(self.data[a:b].max()) if b > a else 0.0
+            total += w
+        return total
+
     def score_rows(self, tids: list[int], rows: np.ndarray) -> np.ndarray:
         """BM25 of the given ascending rows: the same float32 sums, in the same token order, as
         bm25s' get_scores gives them, at O(len(rows) · log df) per token."""
