@@ -34,8 +34,10 @@ VARIANTS = {
     "weighted, no synonym lexicon": F(synonyms=False),
     "no English→Chinese dictionary (CC-CEDICT)": F(bilingual=False),
     "no scope check (place/period)": F(scope=False),
-    "scope words kept in the lexical query": F(scope_query="off"),
-    "scope words left out of the dense query too": F(scope_query="both"),
+    "scope words kept in the question searched": F(scope_query="off"),
+    "scope words left out of the lexical query only": F(scope_query="lexical"),
+    "documents the question names preferred by +0.5 (was), not first": F(prefer=0.5),
+    "lexical signals min-max only (no ceiling)": F(lexical_floor=0.0),
     "answerability: the earlier hand-set rule, not the fitted model": Options(),
     "full (default)": F(),
 }
