@@ -1,6 +1,7 @@
 """Milvus as the store's index: one collection of chunks (fields, citation offsets, the dense
-vector, and two BM25 sparse vectors Milvus generates itself), plus a small collection of the
-documents it holds (doc_id -> sha256), so a sync is a diff, not a re-index.
+vector, and two BM25 sparse vectors Milvus generates itself), one of the chunks' sentence
+windows (their vectors, the owner chunk's id and the filter fields), plus a small collection of
+the documents it holds (doc_id -> sha256), so a sync is a diff, not a re-index.
 
     idx = MilvusIndex("/tmp/qa.db")            # Milvus Lite file, or "http://milvus:19530"
     idx.sync(data)                              # upsert changed documents, delete removed ones
@@ -12,6 +13,17 @@ Lexical signals: `words` is the chunk's section + text under Milvus' own `jieba`
 for the same); `grams` is the project's character bigrams, pre-tokenised and joined by
 spaces under the whitespace analyzer. `analyzer="tokens"` uses the project's own jieba tokens
 (user dictionary, stopwords) pre-tokenised for `words` too.
+
+Dense signal: as the embedded store's, a chunk scores by the better of its own vector and its best
+sentence window (qa/index.py WINDOW): the windows collection is searched beside the chunks and
+each window's cosine goes to its owner chunk. BM25 uses the embedded store's k1 and b
+(qa/index.py K1, B): Milvus' BM25 differs from bm25s' "lucene" variant only by the constant factor
+k1 + 1, which `signals` divides out, so the scores are the embedded store's to float precision
+(with `analyzer="tokens"`, the same tokens; measured: the same ranks on the dev file).
+
+The collections carry the layout they were made with in their description (`SCHEMA`, analyzer,
+k1, b); a collection made with another layout (an older version, another analyzer) is dropped
+and the generation mirrored again in full: it is derived data.
 
 Dense index: FLAT for Milvus Lite (it has FLAT/IVF/AUTOINDEX only), HNSW for a server
 (`index_type=None` picks by URI). Filters are Milvus expressions: doc_id, region, year, kind,
@@ -31,6 +43,10 @@ _clients: dict[tuple, "MilvusIndex"] = {}
 _clients_lock = threading.Lock()
 BATCH = 256
 MAX_LIMIT = 16384  # Milvus' largest topk
+SCHEMA = "qa-milvus/2"  # chunks + sentence windows + documents; bump when the layout changes
+# windows searched: 3 per dense candidate, and at least 3,000, as the embedded store (3 x DENSE_CANDIDATES in
+# qa/retrieval.py): a small library has all its windows scored, whatever k the retriever asks for
+WINDOWS_PER_CHUNK, MIN_WINDOWS = 3, 3000
 
 
 def _client(uri: str, token: str | None, db: str | None):
@@ -45,6 +61,14 @@ def _client(uri: str, token: str | None, db: str | None):
     if db and db != "default":
         kw["db_name"] = db
     return MilvusClient(**kw)
+
+
+def close_all() -> None:
+    """Close every index this process opened (tests; a service shutting down)."""
+    with _clients_lock:
+        opened = list(_clients.values())
+    for idx in opened:
+        idx.close()
 
 
 def _lit(s: str) -> str:
@@ -82,6 +106,7 @@ class MilvusIndex:
                  dim: int | None = None, index_type: str | None = None, analyzer: str = "jieba"):
         self.uri, self.collection, self.dim = uri, collection, dim
         self.docs_collection = collection + "_docs"
+        self.windows_collection = collection + "_windows"
         self.local = not uri.startswith(("http://", "https://", "tcp://", "grpc://"))
         self.index_type = index_type or ("FLAT" if self.local else "HNSW")
         self.analyzer = analyzer
@@ -100,26 +125,57 @@ class MilvusIndex:
             return _clients[key]
 
     # ------------------------------------------------------------ schema
+    @property
+    def layout(self) -> str:
+        """What the collections' description records: a collection made otherwise is remade."""
+        from ..index import B, K1
+
+        return f"{SCHEMA} analyzer={self.analyzer} k1={K1} b={B}"
+
+    def _filter_fields(self, s, DataType) -> None:
+        s.add_field("doc_id", DataType.VARCHAR, max_length=256)
+        s.add_field("region", DataType.VARCHAR, max_length=128)
+        s.add_field("region_base", DataType.VARCHAR, max_length=128)
+        s.add_field("years", DataType.ARRAY, element_type=DataType.INT64, max_capacity=64)
+        s.add_field("kind", DataType.VARCHAR, max_length=128)
+        s.add_field("issued", DataType.VARCHAR, max_length=16)
+
+    def _dense_index(self, ip, field: str) -> None:
+        dense_params = {"M": 16, "efConstruction": 200} if self.index_type == "HNSW" else {}
+        ip.add_index(field, index_type=self.index_type, metric_type="IP", params=dense_params)
+        if not self.local:
+            ip.add_index("doc_id", index_type="INVERTED")
+
+    def _outdated(self) -> bool:
+        """Some collection exists but was made with another layout (or one is missing)."""
+        c = self.client
+        names = (self.collection, self.windows_collection, self.docs_collection)
+        present = [n for n in names if c.has_collection(n)]
+        if not present:
+            return False
+        if len(present) < len(names):
+            return True
+        return any((c.describe_collection(n).get("description") or "") != self.layout for n in names)
+
     def ensure(self, dim: int) -> None:
         from pymilvus import DataType, Function, FunctionType, MilvusClient
 
+        from ..index import B, K1
+
         c = self.client
         self.dim = dim
+        if self._outdated():
+            self.drop()  # derived data: the next sync mirrors the whole generation again
         if not c.has_collection(self.collection):
-            s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+            s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False, description=self.layout)
             s.add_field("id", DataType.VARCHAR, is_primary=True, max_length=512)
-            s.add_field("doc_id", DataType.VARCHAR, max_length=256)
             s.add_field("title", DataType.VARCHAR, max_length=2048)
             s.add_field("section", DataType.VARCHAR, max_length=4096)
             s.add_field("paragraph", DataType.INT64)
             s.add_field("start", DataType.INT64)
             s.add_field("end", DataType.INT64)
             s.add_field("text", DataType.VARCHAR, max_length=8192)
-            s.add_field("region", DataType.VARCHAR, max_length=128)
-            s.add_field("region_base", DataType.VARCHAR, max_length=128)
-            s.add_field("years", DataType.ARRAY, element_type=DataType.INT64, max_capacity=64)
-            s.add_field("kind", DataType.VARCHAR, max_length=128)
-            s.add_field("issued", DataType.VARCHAR, max_length=16)
+            self._filter_fields(s, DataType)
             tok = {"tokenizer": "jieba"} if self.analyzer == "jieba" else {"tokenizer": "whitespace"}
             s.add_field("words", DataType.VARCHAR, max_length=16384, enable_analyzer=True, analyzer_params=tok)
             s.add_field("grams", DataType.VARCHAR, max_length=32768, enable_analyzer=True,
@@ -132,14 +188,22 @@ class MilvusIndex:
             s.add_function(Function(name="bm25_grams", function_type=FunctionType.BM25,
                                     input_field_names=["grams"], output_field_names=["sparse_grams"]))
             ip = c.prepare_index_params()
-            dense_params = {"M": 16, "efConstruction": 200} if self.index_type == "HNSW" else {}
-            ip.add_index("dense", index_type=self.index_type, metric_type="IP", params=dense_params)
-            ip.add_index("sparse_words", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-            ip.add_index("sparse_grams", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-            ip.add_index("doc_id", index_type="INVERTED") if not self.local else None
+            self._dense_index(ip, "dense")
+            bm25 = {"bm25_k1": K1, "bm25_b": B}
+            ip.add_index("sparse_words", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params=bm25)
+            ip.add_index("sparse_grams", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params=bm25)
             c.create_collection(self.collection, schema=s, index_params=ip)
+        if not c.has_collection(self.windows_collection):
+            s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False, description=self.layout)
+            s.add_field("id", DataType.VARCHAR, is_primary=True, max_length=600)
+            s.add_field("chunk_id", DataType.VARCHAR, max_length=512)
+            self._filter_fields(s, DataType)
+            s.add_field("dense", DataType.FLOAT_VECTOR, dim=dim)
+            ip = c.prepare_index_params()
+            self._dense_index(ip, "dense")
+            c.create_collection(self.windows_collection, schema=s, index_params=ip)
         if not c.has_collection(self.docs_collection):
-            s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+            s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False, description=self.layout)
             s.add_field("doc_id", DataType.VARCHAR, is_primary=True, max_length=256)
             s.add_field("sha256", DataType.VARCHAR, max_length=64)
             s.add_field("chunks", DataType.INT64)
@@ -147,8 +211,8 @@ class MilvusIndex:
             ip = c.prepare_index_params()
             ip.add_index("v", index_type="FLAT", metric_type="L2")
             c.create_collection(self.docs_collection, schema=s, index_params=ip)
-        c.load_collection(self.collection)
-        c.load_collection(self.docs_collection)
+        for name in (self.collection, self.windows_collection, self.docs_collection):
+            c.load_collection(name)
 
     # ------------------------------------------------------------ writes
     def documents(self) -> dict[str, str]:
@@ -183,23 +247,31 @@ class MilvusIndex:
                 self.remove(gone + changed)
             if changed:
                 todo = set(changed)
-                rows = []
+                rows, windows = [], []
+                owner = np.asarray(data.window_owner)
+                first = np.searchsorted(owner, np.arange(len(data.chunks) + 1))  # owner rows ascending
                 for i, c in enumerate(data.chunks):
                     if c.doc_id not in todo:
                         continue
                     m = data.docs.get(c.doc_id, {})
                     region = m.get("region") or ""
+                    where = {"doc_id": c.doc_id, "region": region, "region_base": region[:-1] if region else "",
+                             "years": [int(y) for y in m.get("years", [])][:64], "kind": m.get("kind") or "",
+                             "issued": _date(m) or ""}
                     words = " ".join(data.tokens[i]) if self.analyzer == "tokens" else f"{c.section} {c.text}"
                     rows.append({
-                        "id": c.id, "doc_id": c.doc_id, "title": c.title[:600], "section": c.section[:1300],
+                        "id": c.id, "title": c.title[:600], "section": c.section[:1300],
                         "paragraph": int(c.paragraph), "start": int(c.start), "end": int(c.end), "text": c.text,
-                        "region": region, "region_base": region[:-1] if region else "",
-                        "years": [int(y) for y in m.get("years", [])][:64], "kind": m.get("kind") or "",
-                        "issued": _date(m) or "", "words": words, "grams": " ".join(bigrams(c.text)),
+                        **where, "words": words, "grams": " ".join(bigrams(c.text)),
                         "dense": data.vectors[i].astype(np.float32).tolist(),
                     })
+                    for j, w in enumerate(range(first[i], first[i + 1])):
+                        windows.append({"id": f"{c.id}#w{j}", "chunk_id": c.id, **where,
+                                        "dense": data.window_vectors[w].astype(np.float32).tolist()})
                 for k in range(0, len(rows), BATCH):
                     self.client.insert(self.collection, rows[k : k + BATCH])
+                for k in range(0, len(windows), BATCH):
+                    self.client.insert(self.windows_collection, windows[k : k + BATCH])
                 docs = [{"doc_id": d, "sha256": want[d], "chunks": int(data.docs[d].get("chunks", 0)), "v": [0.0, 0.0]}
                         for d in changed]
                 for k in range(0, len(docs), BATCH):
@@ -211,6 +283,7 @@ class MilvusIndex:
             part = doc_ids[k : k + 100]
             expr = f"doc_id in [{', '.join(_lit(d) for d in part)}]"
             self.client.delete(self.docs_collection, filter=expr)
+            self.client.delete(self.windows_collection, filter=expr)
             self.client.delete(self.collection, filter=expr)
 
     def count(self) -> int:
@@ -218,22 +291,52 @@ class MilvusIndex:
         return int(r[0]["count(*)"])
 
     # ----------------------------------------------------------- reads
-    def _search(self, data, field: str, metric: str, limit: int, expr: str) -> Hits:
-        r = self.client.search(self.collection, data=[data], anns_field=field, limit=max(1, min(limit, MAX_LIMIT)),
-                               filter=expr, search_params={"metric_type": metric, "params": {}}, output_fields=[])
+    def _search(self, data, field: str, metric: str, limit: int, expr: str, collection: str | None = None,
+                output: list[str] | None = None):
+        r = self.client.search(collection or self.collection, data=[data], anns_field=field,
+                               limit=max(1, min(limit, MAX_LIMIT)), filter=expr,
+                               search_params={"metric_type": metric, "params": {}}, output_fields=output or [])
         hits = r[0] if r else []
+        if output:
+            return hits
         return Hits([h["id"] for h in hits], np.array([h["distance"] for h in hits], dtype=np.float32))
 
+    def dense(self, vector: np.ndarray, k: int, expr: str = "", windows: bool = True) -> Hits:
+        """The best chunks by cosine, each scored by the better of its own vector and its best
+        sentence window (the embedded store's dense signal): the chunks' k best and the windows'
+        max(WINDOWS_PER_CHUNK * k, MIN_WINDOWS) best, a window's cosine going to its owner chunk."""
+        v = np.asarray(vector, dtype=np.float32).tolist()
+        chunks = self._search(v, "dense", "IP", k, expr)
+        if not windows:
+            return chunks
+        best = dict(zip(chunks.ids, chunks.scores.tolist()))
+        n = max(WINDOWS_PER_CHUNK * k, MIN_WINDOWS)
+        for h in self._search(v, "dense", "IP", n, expr, self.windows_collection, ["chunk_id"]):
+            cid, d = h["entity"]["chunk_id"], float(h["distance"])
+            if d > best.get(cid, -np.inf):
+                best[cid] = d
+        order = sorted(best.items(), key=lambda kv: -kv[1])
+        return Hits([i for i, _ in order], np.array([d for _, d in order], dtype=np.float32))
+
     def signals(self, words: str, grams: str, vector: np.ndarray, k_dense: int, k_lexical: int,
-                filters: dict | None = None) -> dict[str, Hits]:
-        """Each signal's best chunks inside the filters, with their own scores: dense (cosine),
-        words (BM25), grams (BM25). The retriever fuses them as it fuses its own signals."""
+                filters: dict | None = None, windows: bool = True) -> dict[str, Hits]:
+        """Each signal's best chunks inside the filters, with their own scores: dense (cosine, the
+        better of the chunk and its best sentence window), words (BM25), grams (BM25). The
+        retriever fuses them as it fuses its own signals."""
         expr = expression(filters)
-        out = {"dense": self._search(np.asarray(vector, dtype=np.float32).tolist(), "dense", "IP", k_dense, expr)}
+        out = {"dense": self.dense(vector, k_dense, expr, windows=windows)}
         empty = Hits([], np.zeros(0, dtype=np.float32))
-        out["words"] = self._search(words, "sparse_words", "BM25", k_lexical, expr) if words.strip() else empty
-        out["grams"] = self._search(grams, "sparse_grams", "BM25", k_lexical, expr) if grams.strip() else empty
+        out["words"] = self._bm25(words, "sparse_words", k_lexical, expr) if words.strip() else empty
+        out["grams"] = self._bm25(grams, "sparse_grams", k_lexical, expr) if grams.strip() else empty
         return out
+
+    def _bm25(self, text: str, field: str, k: int, expr: str) -> Hits:
+        """BM25 hits on bm25s' scale (the embedded store's): Milvus' scores divided by k1 + 1, so
+        that a score means the same on both backends (not only its rank and min-max)."""
+        from ..index import K1
+
+        h = self._search(text, field, "BM25", k, expr)
+        return Hits(h.ids, h.scores / np.float32(K1 + 1))
 
     def search(self, query_text: str, query_vector: np.ndarray, k: int = 5, filters: dict | None = None,
                ranker: str = "rrf", weights: tuple[float, float, float] = (1.0, 0.5, 0.5)) -> list[dict]:
@@ -256,7 +359,22 @@ class MilvusIndex:
                                       output_fields=["doc_id", "title", "section", "paragraph", "start", "end", "text"])
         return [{"id": h["id"], "score": float(h["distance"]), **h["entity"]} for h in (r[0] if r else [])]
 
+    def close(self) -> None:
+        """Let go of the collection: the client's connection and, for a Milvus Lite file, the
+        local server process that holds the file (Milvus Lite lets one process open a file: a
+        second service can open it once the first has closed it)."""
+        with _clients_lock:
+            for key in [k for k, v in _clients.items() if v is self]:
+                del _clients[key]
+        try:
+            self.client.close()
+        finally:
+            if self.local:
+                from milvus_lite.server_manager import server_manager_instance
+
+                server_manager_instance.release_server(self.uri)
+
     def drop(self) -> None:
-        for name in (self.collection, self.docs_collection):
+        for name in (self.collection, self.windows_collection, self.docs_collection):
             if self.client.has_collection(name):
                 self.client.drop_collection(name)
