@@ -164,3 +164,71 @@ def running_server(data_dir: Path, log: Path, observe=None, **env):
 def live(settings, built, tmp_path_factory):
     with running_server(settings.data_dir, tmp_path_factory.mktemp("live") / "server.log") as (base, _proc):
         yield base
+
+
+# ------------------------------------------------- both store backends (issue 14)
+def milvus_available() -> bool:
+    """pymilvus and milvus-lite 2.5 (the real engine in a wheel) are installed (the milvus extra)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # milvus-lite 2.5 imports pkg_resources (deprecated)
+            import milvus_lite  # noqa: F401
+            import pymilvus  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# Milvus' words signal over the project's own jieba tokens: the embedded store's BM25 to float precision
+# (Milvus' own jieba analyzer tokenises otherwise; python -m qa.backends.compare measures both)
+MILVUS_TEST_ANALYZER = "tokens"
+
+
+@pytest.fixture(scope="session", params=["embedded", "milvus"])
+def backend(request) -> str:
+    """The store backend a test runs on: the embedded FAISS + bm25s generation, or Milvus Lite
+    2.5.1 (skipped without the milvus extra). Tests that take it run once per backend."""
+    if request.param == "milvus" and not milvus_available():
+        pytest.skip("pymilvus / milvus-lite not installed: pip install -e '.[milvus]'")
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def backend_settings(backend, settings, tmp_path_factory) -> Settings:
+    """The test settings on `backend`: for Milvus a Milvus Lite file of its own (FLAT index), made once
+    per session and mirrored from the test generation."""
+    if backend == "embedded":
+        return settings
+    uri = tmp_path_factory.mktemp("milvus-backend") / "kb.db"
+    return settings.model_copy(update={"store": "milvus", "milvus_uri": str(uri), "milvus_analyzer": MILVUS_TEST_ANALYZER})
+
+
+@pytest.fixture(scope="session")
+def backend_service(backend_settings, embedder):
+    """The seeds' service on `backend` (built once per session and backend)."""
+    from qa.service import Service
+
+    return Service.load(backend_settings, progress=False, embedder=embedder)
+
+
+@pytest.fixture
+def backend_env(backend, monkeypatch):
+    """Settings a test builds itself use `backend`: QA_STORE (and the analyzer) in the environment; a
+    Milvus Lite file defaults to <data_dir>/milvus.db, so each test data dir has its own. The Milvus
+    indexes the test opened are closed afterwards (their Milvus Lite server processes end)."""
+    if backend != "milvus":
+        yield backend
+        return
+    from qa.backends import milvus
+
+    monkeypatch.setenv("QA_STORE", "milvus")
+    monkeypatch.setenv("QA_MILVUS_ANALYZER", MILVUS_TEST_ANALYZER)
+    monkeypatch.delenv("QA_MILVUS_URI", raising=False)
+    before = set(milvus._clients)
+    yield backend
+    with milvus._clients_lock:
+        mine = [v for k, v in milvus._clients.items() if k not in before]
+    for idx in mine:
+        idx.close()
