@@ -106,6 +106,45 @@ def is_followup(question: str) -> bool:
     return len(_bare(q.text, q)) <= 3
 
 
+_EN_YEARS = re.compile(r"\b(?:19|20)\d{2}(?:\s*[-–—]\s*(?:19|20)?\d{2})?\b")
+_EN_LEAD = re.compile(r"^\s*(?:and|what about|how about|and what about|so|then)\b[\s,]*", re.I)
+
+
+def _resolve_english(question: str, prev: str, q, p) -> str:
+    """An English follow-up: a new place or year is put in place of the earlier question's (its topic
+    kept: "What will Wujin District build in 2020?" + "What about Huishan?" -> "What will Huishan build?");
+    otherwise the earlier question, then the follow-up."""
+    if not (q.places or q.years):
+        return f"{prev} {question}".strip()
+    text = prev
+    new_place = " ".join(dict.fromkeys(x.said for x in q.places))
+    new_years = " ".join(dict.fromkeys(m.group(0) for m in _EN_YEARS.finditer(question)))
+    olds = sorted(dict.fromkeys(x.said for x in p.places), key=len, reverse=True)
+    if new_place:
+        if olds:
+            text = text.replace(olds[0], new_place, 1)
+            for o in olds[1:]:
+                text = text.replace(o, "")
+        else:
+            text = f"{text.rstrip('?？ ')} in {new_place}?"
+    old_years = list(_EN_YEARS.finditer(text))
+    if new_years:
+        if old_years:
+            text = text[: old_years[0].start()] + new_years + text[old_years[0].end():]
+        else:
+            text = f"{text.rstrip('?？ ')} in {new_years}?"
+    elif new_place and old_years:  # a new place drops the old year, as in Chinese
+        text = re.sub(r"(?:\b(?:in|for|during|of)\s+)?" + _EN_YEARS.pattern, "", text)
+    rest = _EN_LEAD.sub("", question)
+    for x in q.places:
+        rest = rest.replace(x.said, "")
+    rest = _EN_YEARS.sub("", rest)
+    rest = re.sub(r"\b(what|how|about|in|for|the|there|then|of|and|is|are|specifically)\b|[?？.,!]", " ", rest, flags=re.I)
+    extra = " ".join(rest.split())
+    text = re.sub(r"\s+", " ", re.sub(r"\s+([?,.])", r"\1", text)).strip()
+    return f"{text} {extra}".strip() if extra else text
+
+
 def resolve(question: str, history: list[str], scope=None) -> str:
     """The standalone form of `question` given the earlier user questions (oldest first).
     `scope` (a qa.scope.Scope) drops short place names the library uses as plain words."""
@@ -123,6 +162,8 @@ def resolve(question: str, history: list[str], scope=None) -> str:
         p = replace(p, places=tuple(scope.real_places(p)))
     own = _LEAD.sub("", q.text)
     own = _TAIL.sub("", own).strip(" ，,？?")
+    if q.language == "en" and p.language == "en":
+        return _resolve_english(question, prev, q, p)
     if q.language == "en" or p.language == "en":
         return f"{prev} {question}".strip()
     if q.places or q.years or q.periods:

@@ -208,3 +208,12 @@ def test_greetings_and_thanks_are_not_questions(settings, said, history):
     body = Service.load(settings, progress=False).ask(said, history=history)
     assert body["no_answer"] and body["no_answer_reason"] == "not_a_question"
     assert body["resolved_question"] == said and "可以查询的文件" in body["answer"]
+
+
+def test_english_follow_ups_switch_the_place_or_year_in_the_earlier_question():
+    first = "What school construction projects will Wujin District complete in 2020?"
+    assert resolve("What about Huishan?", [first]) == "What school construction projects will Huishan complete?"
+    assert resolve("And in 2024?", ["How does Haimen plan to develop its teachers in 2020?"]) == \
+        "How does Haimen plan to develop its teachers in 2024?"
+    # no new place or year: the earlier question, then the follow-up
+    assert resolve("And which projects will be started?", [first]) == f"{first} And which projects will be started?"
