@@ -180,3 +180,32 @@ def test_a_collection_of_another_layout_is_remade(tmp_path, embedded_service):
         assert new.count() == len(embedded_service.index.chunks)
     finally:
         new.close()
+
+
+def test_a_second_client_reads_the_knowledge_base_back_without_the_local_generation(tmp_path, embedded_service, embedder):
+    """What a replica with no index of its own would start from (issue 14, part 1): once the first
+    client has closed the Milvus Lite file (one process at a time), a new one reads back every chunk
+    (citation fields exact), its tokens and the documents' metadata, and searches the same."""
+    from qa.backends.milvus import MilvusIndex
+
+    data = embedded_service.index
+    uri = str(tmp_path / "kb.db")
+    first = MilvusIndex(uri, analyzer="tokens")
+    first.sync(data)
+    v = embedder.encode_queries(["托育服务覆盖率"])[0]
+    before = first.signals("托育 服务 覆盖率", "托育 育服 服务", v, 10, 10)
+    first.close()
+
+    second = MilvusIndex(uri, analyzer="tokens")
+    try:
+        chunks, tokens, docs = second.records()
+        assert docs == data.docs
+        assert {c.id: c for c in chunks} == {c.id: c for c in data.chunks}
+        assert {c.id: t for c, t in zip(chunks, tokens)} == {c.id: list(t) for c, t in zip(data.chunks, data.tokens)}
+        assert [c.doc_id for c in chunks] == [c.doc_id for c in data.chunks]  # documents in the generation's order
+        assert second.sync(data) == {"upserted": [], "deleted": []}
+        after = second.signals("托育 服务 覆盖率", "托育 育服 服务", v, 10, 10)
+        for name in ("dense", "words", "grams"):
+            assert after[name].ids == before[name].ids
+    finally:
+        second.close()

@@ -43,7 +43,7 @@ _clients: dict[tuple, "MilvusIndex"] = {}
 _clients_lock = threading.Lock()
 BATCH = 256
 MAX_LIMIT = 16384  # Milvus' largest topk
-SCHEMA = "qa-milvus/2"  # chunks + sentence windows + documents; bump when the layout changes
+SCHEMA = "qa-milvus/3"  # chunks (+ tokens) + sentence windows + documents (+ metadata); bump when the layout changes
 # windows searched: 3 per dense candidate, and at least 3,000, as the embedded store (3 x DENSE_CANDIDATES in
 # qa/retrieval.py): a small library has all its windows scored, whatever k the retriever asks for
 WINDOWS_PER_CHUNK, MIN_WINDOWS = 3, 3000
@@ -180,6 +180,7 @@ class MilvusIndex:
             s.add_field("words", DataType.VARCHAR, max_length=16384, enable_analyzer=True, analyzer_params=tok)
             s.add_field("grams", DataType.VARCHAR, max_length=32768, enable_analyzer=True,
                         analyzer_params={"tokenizer": "whitespace"})
+            s.add_field("tokens", DataType.VARCHAR, max_length=65535)  # JSON list: the chunk's own jieba tokens
             s.add_field("dense", DataType.FLOAT_VECTOR, dim=dim)
             s.add_field("sparse_words", DataType.SPARSE_FLOAT_VECTOR)
             s.add_field("sparse_grams", DataType.SPARSE_FLOAT_VECTOR)
@@ -207,6 +208,7 @@ class MilvusIndex:
             s.add_field("doc_id", DataType.VARCHAR, is_primary=True, max_length=256)
             s.add_field("sha256", DataType.VARCHAR, max_length=64)
             s.add_field("chunks", DataType.INT64)
+            s.add_field("meta", DataType.VARCHAR, max_length=65535)  # JSON: the generation's docs.json entry
             s.add_field("v", DataType.FLOAT_VECTOR, dim=2)  # Milvus wants a vector field in every collection
             ip = c.prepare_index_params()
             ip.add_index("v", index_type="FLAT", metric_type="L2")
@@ -263,6 +265,7 @@ class MilvusIndex:
                         "id": c.id, "title": c.title[:600], "section": c.section[:1300],
                         "paragraph": int(c.paragraph), "start": int(c.start), "end": int(c.end), "text": c.text,
                         **where, "words": words, "grams": " ".join(bigrams(c.text)),
+                        "tokens": json.dumps(list(data.tokens[i]), ensure_ascii=False),
                         "dense": data.vectors[i].astype(np.float32).tolist(),
                     })
                     for j, w in enumerate(range(first[i], first[i + 1])):
@@ -272,8 +275,8 @@ class MilvusIndex:
                     self.client.insert(self.collection, rows[k : k + BATCH])
                 for k in range(0, len(windows), BATCH):
                     self.client.insert(self.windows_collection, windows[k : k + BATCH])
-                docs = [{"doc_id": d, "sha256": want[d], "chunks": int(data.docs[d].get("chunks", 0)), "v": [0.0, 0.0]}
-                        for d in changed]
+                docs = [{"doc_id": d, "sha256": want[d], "chunks": int(data.docs[d].get("chunks", 0)),
+                         "meta": json.dumps(data.docs[d], ensure_ascii=False), "v": [0.0, 0.0]} for d in changed]
                 for k in range(0, len(docs), BATCH):
                     self.client.upsert(self.docs_collection, docs[k : k + BATCH])
             return {"upserted": changed, "deleted": gone}
@@ -285,6 +288,36 @@ class MilvusIndex:
             self.client.delete(self.docs_collection, filter=expr)
             self.client.delete(self.windows_collection, filter=expr)
             self.client.delete(self.collection, filter=expr)
+
+    def _all(self, collection: str, fields: list[str], expr: str) -> list[dict]:
+        out = []
+        it = self.client.query_iterator(collection, batch_size=1000, filter=expr, output_fields=fields)
+        try:
+            while True:
+                rows = it.next()
+                if not rows:
+                    break
+                out.extend(rows)
+        finally:
+            it.close()
+        return out
+
+    def records(self) -> tuple[list, list[list[str]], dict[str, dict]]:
+        """(chunks, their tokens, doc_id -> metadata) as the collection holds them, read back
+        without the local generation: what a replica with no index of its own would serve
+        from (chunks ordered by document, then offset). Titles and sections longer than the
+        fields hold come back cut (600 / 1300 characters)."""
+        from ..records import CHUNK_FIELDS, Chunk
+
+        docs = {r["doc_id"]: json.loads(r["meta"]) for r in self._all(self.docs_collection, ["doc_id", "meta"], 'doc_id != ""')}
+        rows = []
+        for d in docs:  # by document (at most max_document_chunks each: inside Milvus' 16,384 query window);
+            # pymilvus 2.5's query iterator cannot read this collection back from Milvus Lite 2.5.1 (its ARRAY field)
+            part = self.client.query(self.collection, filter=f"doc_id == {_lit(d)}", output_fields=[*CHUNK_FIELDS, "tokens"],
+                                     limit=MAX_LIMIT)
+            rows += sorted(part, key=lambda r: (r["start"], r["end"]))
+        chunks = [Chunk(**{k: r[k] for k in CHUNK_FIELDS}) for r in rows]
+        return chunks, [json.loads(r["tokens"]) for r in rows], docs
 
     def count(self) -> int:
         r = self.client.query(self.collection, filter="", output_fields=["count(*)"])
