@@ -494,7 +494,8 @@ class Retriever:
         commit) is skipped."""
         k_dense = min(len(self.chunks), DENSE_CANDIDATES)
         k_lex = min(len(self.chunks), LEXICAL_CANDIDATES)
-        hits = self.remote.signals(" ".join(lex_tokens), " ".join(q_bigrams), q[0], k_dense, k_lex, filters)
+        hits = self.remote.signals(" ".join(lex_tokens), " ".join(q_bigrams), q[0], k_dense, k_lex, filters,
+                                   windows=self.options.windows)
         row_of = self._row_of
         per = {}
         for name, h in hits.items():
@@ -511,8 +512,10 @@ class Retriever:
         dense = np.append(dense, np.float32(floor))
         lexical, bigram = np.append(lexical, np.float32(0)), np.append(bigram, np.float32(0))
         sample = d_scores if len(d_scores) >= 10 else dense[:-1]
+        # Milvus' BM25 is the embedded one (same k1, b and scale), so the local ceilings apply
         return Signals(question, resolved, query, verdict, lex_tokens, dense, lexical, bigram,
-                       rows=rows, sample=np.asarray(sample, dtype=np.float32))
+                       rows=rows, sample=np.asarray(sample, dtype=np.float32),
+                       ceilings=(self.words.ceiling(self.words.ids(lex_tokens)), self.grams.ceiling(self.grams.ids(q_bigrams))))
 
     def fuse(self, sig: "Signals", options: Options | None = None) -> np.ndarray:
         """The fused score of every chunk of the signals (every chunk, or the candidates: aligned
