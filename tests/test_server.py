@@ -75,6 +75,16 @@ def test_invalid_json_and_oversized_body(client):
     assert r.status_code == 413 and "too large" in r.json()["error"]["message"]
 
 
+def test_shared_dependencies_run_on_the_event_loop():
+    """A plain `def` dependency is run in the thread pool by FastAPI: one thread hop per dependency
+    per request, for an attribute read (issue 14). /ask's only hop is the answer itself."""
+    import inspect
+
+    from server import deps
+
+    assert all(inspect.iscoroutinefunction(f) for f in (deps.get_state, deps.get_settings, deps.get_service))
+
+
 def test_documents_and_slices(client):
     docs = client.get("/documents").json()
     assert {d["doc_id"] for d in docs} == {
