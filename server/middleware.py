@@ -123,23 +123,25 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             return await error(413, message, "payload_too_large")(scope, receive, send)
-        # buffer the body (bounded by the limit) so an oversized one is refused before the app sees it
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
+        # buffer the body (bounded by the limit) so an oversized one is refused before the app sees it;
+        # one deadline for the whole body (asyncio.timeout, not a wait_for task per message)
         chunks, seen, more = [], 0, True
-        while more:
-            try:
-                msg = await asyncio.wait_for(receive(), max(0.001, deadline - loop.time()))
-            except asyncio.TimeoutError:
-                return await error(408, f"the request body did not arrive within {self.timeout:g} s", "request_timeout",
-                                   {"Connection": "close"})(scope, receive, send)
-            if msg["type"] != "http.request":
-                return  # the client went away
-            chunks.append(msg.get("body", b""))
-            seen += len(chunks[-1])
-            more = msg.get("more_body", False)
-            if seen > limit:
-                return await error(413, message, "payload_too_large", {"Connection": "close"})(scope, receive, send)
+        try:
+            async with asyncio.timeout(self.timeout):
+                while more:
+                    msg = await receive()
+                    if msg["type"] != "http.request":
+                        return  # the client went away
+                    chunks.append(msg.get("body", b""))
+                    seen += len(chunks[-1])
+                    more = msg.get("more_body", False)
+                    if seen > limit:
+                        break
+        except TimeoutError:
+            return await error(408, f"the request body did not arrive within {self.timeout:g} s", "request_timeout",
+                               {"Connection": "close"})(scope, receive, send)
+        if seen > limit:
+            return await error(413, message, "payload_too_large", {"Connection": "close"})(scope, receive, send)
         body, replayed = b"".join(chunks), False
 
         async def replay():
