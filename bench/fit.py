@@ -179,6 +179,12 @@ def main(argv=None) -> int:
     train = [x for x in rows if split.get(doc_of(x)) == "train"]
     test = [x for x in rows if split.get(doc_of(x)) == "test"]
     syn_train = [x for x in synthetic if x["doc"] is None or split.get(x["doc"]) == "train"]
+    from embeddings.convert import finetune_delta
+
+    if finetune_delta() is not None:
+        # the encoder was fine-tuned on these synthetic question -> passage pairs (embeddings/finetune/): their
+        # cosines are not what an unseen question gets, so only the unanswerable synthetic ones stay
+        syn_train = [x for x in syn_train if not x["want"]]
     print(f"+ {len(syn_train)} synthetic questions of the train documents and {sum(1 for x in syn_train if not x['want'])} "
           "synthetic unanswerable ones (embeddings/adapter/pairs_*.jsonl) for the answerability model", flush=True)
     print(f"{len(rows)} own questions: train {len(train)} (documents {sorted(d for d, s in split.items() if s == 'train')}), "

