@@ -200,11 +200,16 @@ def test_uploads_beyond_the_cap_get_429_before_their_body_is_read(tmp_path):
     assert status == 429 and headers[b"retry-after"] == b"5" and not read.is_set()
 
 
-def test_reads_behind_the_key_cover_the_api_docs_and_refuse_before_validation(tmp_path):
+def test_reads_behind_the_key_cover_the_api_docs_and_refuse_before_validation():
     from server.app import create_app
 
-    s = Settings(data_dir=tmp_path, api_key="hostile-key", require_key_for_reads=True)
-    with TestClient(create_app(s)) as c:
+    # the session's built model and index, loaded before the client starts: a background load over an empty
+    # data dir would convert a model and embed the seeds in a thread that outlives the test (torch competing
+    # with the timing tests, and 'terminate called' if pytest exits meanwhile)
+    from conftest import MODELS, TEST_DATA
+
+    s = Settings(data_dir=TEST_DATA, api_key="hostile-key", require_key_for_reads=True, model_cache=MODELS)
+    with TestClient(create_app(s, background=False)) as c:
         for path in ("/docs", "/redoc", "/openapi.json", "/v1/models"):
             assert c.get(path).status_code == 401, path
         r = c.post("/ask", content=b"{not json", headers={"content-type": "application/json"})
