@@ -7,6 +7,7 @@ from bisect import bisect_right
 from functools import lru_cache
 
 from .lexical import tokenize
+from .reply import Answer, Citation, Passage, QueryInfo
 from .retrieval import Retriever, SearchResult
 from .text import split_sentences
 
@@ -85,7 +86,13 @@ def compose(result: SearchResult, highlights: list[str]) -> str:
 
 def ask(retriever: Retriever, question: str, top_k: int = 5, filters: dict | None = None,
         history: list[str] | None = None) -> dict:
-    """The /ask response body (see DEVELOPERS.md)."""
+    """The /ask response body (see DEVELOPERS.md): the typed `Answer` as a plain dict."""
+    return answer(retriever, question, top_k, filters, history).model_dump()
+
+
+def answer(retriever: Retriever, question: str, top_k: int = 5, filters: dict | None = None,
+           history: list[str] | None = None) -> Answer:
+    """The reply as typed records (qa.reply)."""
     t0 = time.perf_counter()
     result = retriever.search(question, top_k=top_k, filters=filters, history=history)
     asked = result.query.text if result.query else question
@@ -94,31 +101,20 @@ def ask(retriever: Retriever, question: str, top_k: int = 5, filters: dict | Non
     passages = []
     for rank, (c, h) in enumerate(zip(result.candidates, highlights), start=1):
         ch = c.chunk
-        passages.append(
-            {
-                "rank": rank,
-                "score": round(min(1.0, c.score / scale), 4),
-                "text": ch.text,
-                "highlight": h,
-                "citation": {
-                    "doc_id": ch.doc_id,
-                    "title": ch.title,
-                    "section": ch.section,
-                    "paragraph": ch.paragraph,
-                    "start": ch.start,
-                    "end": ch.end,
-                    **page_of(retriever.data.docs.get(ch.doc_id), ch.start, ch.end),
-                },
-            }
-        )
-    return {
-        "question": question,
-        "answer": compose(result, highlights),
-        "no_answer": result.no_answer,
-        "no_answer_reason": result.reason,
-        "confidence": round(result.probability, 4),
-        "query": result.query.to_dict() if result.query else None,
-        "resolved_question": result.resolved_question or question,
-        "passages": passages,
-        "took_ms": round((time.perf_counter() - t0) * 1000, 1),
-    }
+        citation = Citation(doc_id=ch.doc_id, title=ch.title, section=ch.section, paragraph=ch.paragraph,
+                            start=ch.start, end=ch.end, **page_of(retriever.data.docs.get(ch.doc_id), ch.start, ch.end))
+        passages.append(Passage(rank=rank, score=round(min(1.0, c.score / scale), 4), text=ch.text, highlight=h,
+                                citation=citation))
+    reply = Answer(
+        question=question,
+        answer=compose(result, highlights),
+        no_answer=result.no_answer,
+        no_answer_reason=result.reason,
+        confidence=round(result.probability, 4),
+        query=QueryInfo(**result.query.to_dict()) if result.query else None,
+        resolved_question=result.resolved_question or question,
+        passages=passages,
+        took_ms=0.0,
+    )
+    reply.took_ms = round((time.perf_counter() - t0) * 1000, 1)
+    return reply

@@ -154,3 +154,17 @@ def test_live_stream_ends_with_done(live):
         lines = [l for l in r.iter_lines() if l]
     assert r.status_code == 200 and lines[-1] == "data: [DONE]"
     assert all(l.startswith("data: ") for l in lines)
+
+
+def test_the_ask_schema_is_derived_from_qa_typed_records(client):
+    """qa.reply's Answer/Passage/Citation are the one definition: /ask's OpenAPI response is generated
+    from them and every body the service returns is an Answer."""
+    from qa.reply import Answer, Citation
+
+    spec = client.get("/openapi.json").json()
+    ref = spec["paths"]["/ask"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    schemas = spec["components"]["schemas"]
+    assert set(schemas[ref.rsplit("/", 1)[1]]["properties"]) == set(Answer.model_fields)
+    assert set(schemas["Citation"]["properties"]) == set(Citation.model_fields)
+    body = client.post("/ask", json={"question": "普惠性幼儿园覆盖率", "top_k": 2}).json()
+    assert Answer.model_validate(body).model_dump() == body
