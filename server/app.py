@@ -35,7 +35,7 @@ def create_app(settings=None, background: bool = True, progress: bool | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if background:
-            threading.Thread(target=state.load, kwargs={"progress": progress}, daemon=True).start()
+            threading.Thread(target=state.load, kwargs={"progress": progress, "warm": True}, daemon=True).start()
         else:
             await run_in_threadpool(state.load, progress)
         stop = threading.Event()

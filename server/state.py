@@ -22,9 +22,10 @@ class State:
         self.uploads = 0  # uploads in flight (the guard caps them)
         self._checked = 0.0
 
-    def load(self, progress: bool | None = None) -> None:
+    def load(self, progress: bool | None = None, warm: bool = False) -> None:
         from qa.service import Service
 
+        svc = None
         try:
             svc = Service.load(self.settings, progress=progress, wait=False)
             self.service = svc
@@ -37,6 +38,8 @@ class State:
             self.error = f"{type(e).__name__}: {e}"
         finally:
             self.ready.set()
+        if warm and svc is not None:
+            _warm(svc)
 
     def _repair(self, svc, progress) -> None:
         from qa.log import log
@@ -116,6 +119,26 @@ class State:
     def swap(self, new) -> None:
         self.service = new
         _release_memory()
+
+
+def _warm(svc) -> None:
+    """After ready, what the first questions would otherwise build on the request path (about 2 s here):
+    the scope over the documents, part-of-speech tagging, the English dictionary and the pinyin of the
+    gazetteer's places. Pure Python only (no model call): this runs in the daemon loading thread,
+    and native code in a daemon thread at interpreter exit aborts the process."""
+    from qa import query
+    from qa.lexical import content_words
+
+    try:
+        r = svc.retriever
+        r.scope
+        r.corpus_words
+        content_words("普惠性幼儿园覆盖率")
+        query._english_words()
+        query._pinyin_places()
+        r.bilingual
+    except Exception:  # a warm-up is an optimisation: the request path builds the same on demand
+        pass
 
 
 def _release_memory() -> None:
