@@ -314,7 +314,7 @@ def english_places(text: str) -> list[Place]:
 
 
 # a place said not to be meant (不是武进区那份, 除了海门, not Wujin) does not scope the question
-_NEGATED = re.compile(r"(不是|并非|而非|不含|不包括|除了|除去|除|非|not|except|excluding|other than)\s*(the\s+)?$", re.I)
+_NEGATED = re.compile(r"(不是|并非|而非|不含|不包括|除了|除去|not|except|excluding|other than)\s*(the\s+)?$", re.I)
 
 
 def _negated(text: str, said: str) -> bool:
