@@ -295,7 +295,8 @@ def english_places(text: str) -> list[Place]:
                 continue
             word = text[group[0].start() : group[-1].end()]
             key = re.sub(r"[^a-z]", "", word.lower().removesuffix("'s").removesuffix("’s"))
-            if key in table and word[0].isupper():
+            named = _EN_SUFFIX.match(text, group[-1].end())
+            if key in table and (word[0].isupper() or (named and named.group(1))):  # Haimen, or haimen district
                 hit = (width, group, key)
                 break
         if hit is None:

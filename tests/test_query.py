@@ -37,6 +37,7 @@ def test_places_know_their_parents_and_everyday_words_are_not_places():
     ("What does Huishan's plan say about reading?", ["惠山区"], "Huishan's"),
     ("School projects in Wu Jin", ["武进区"], "Wu Jin"),
     ("Kindergartens in Jiangyin city", ["江阴市"], "Jiangyin city"),
+    ("haimen district teachers", ["海门区"], "haimen district"),  # lower case, with the kind of division
 ])
 def test_english_questions_name_places_by_their_pinyin(question, names, said):
     q = parse(question)
