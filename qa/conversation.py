@@ -63,7 +63,7 @@ def greeting_reply(text: str, titles: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _bare(text: str, query) -> str:
+def bare(text: str, query) -> str:
     """What a question says of its own: without places, years, question words and punctuation."""
     for p in query.places:
         text = text.replace(p.name, "").replace(p.said, "")
@@ -78,7 +78,7 @@ _UNNAMED = re.compile(r"(某|该|本|全)(区|市|县)")
 _DOCUMENT = re.compile(r"(那份|这份|该)?(教育)?(工作意见|工作计划|工作要点|专项规划|发展规划|规划|意见|计划|要点)(里|中|上)?")
 
 
-def _strip_scope(text: str, query, places: bool, years: bool) -> str:
+def strip_scope(text: str, query, places: bool, years: bool) -> str:
     """The question without what ties it to one document: its places (某区 too), its years
     and the kind of document it names (a switch to another place or year means another document)."""
     if places:
@@ -103,7 +103,7 @@ def is_followup(question: str) -> bool:
         return True
     if q.language == "en":
         return len(re.findall(r"[A-Za-z]{3,}", q.text)) <= 3
-    return len(_bare(q.text, q)) <= 3
+    return len(bare(q.text, q)) <= 3
 
 
 _EN_YEARS = re.compile(r"\b(?:19|20)\d{2}(?:\s*[-–—]\s*(?:19|20)?\d{2})?\b")
@@ -168,11 +168,11 @@ def resolve(question: str, history: list[str], scope=None) -> str:
         return f"{prev} {question}".strip()
     if q.places or q.years or q.periods:
         # a new place or period: the earlier topic, asked of it (a new place drops the old year too)
-        topic = _strip_scope(p.text, p, places=bool(q.places) or bool(q.years), years=True)
+        topic = strip_scope(p.text, p, places=bool(q.places) or bool(q.years), years=True)
         scope_words = "".join(dict.fromkeys([x.said for x in q.places]))
         when = "".join(dict.fromkeys(list(q.periods) or [f"{y}年" for y in q.years]))
-        rest = _strip_scope(own, q, places=True, years=True)
-        rest = "" if len(_bare(rest, q)) == 0 else rest
+        rest = strip_scope(own, q, places=True, years=True)
+        rest = "" if len(bare(rest, q)) == 0 else rest
         return f"{scope_words}{when}{topic}{(' ' + rest) if rest else ''}".strip()
     # same place and period: the earlier question's scope and topic, then the follow-up
     return f"{prev} {question}".strip()

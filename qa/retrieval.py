@@ -318,13 +318,17 @@ class Retriever:
             return query
         from dataclasses import replace as _replace
 
-        from .conversation import _bare, _strip_scope
+        from .conversation import bare, strip_scope
 
-        text = _strip_scope(query.text, query, places=bool(query.places),
+        text = strip_scope(query.text, query, places=bool(query.places),
                             years=bool(query.years) and self.options.scope_years)
-        if len(_bare(text, query)) < 2:
+        if len(bare(text, query)) < 2:
             return query
         return _replace(query, text=text)
+
+    def _ceilings(self, lex_tokens: list[str], q_bigrams: list[str]) -> tuple[float, float]:
+        """The most the question's words and bigrams can score in one chunk (Options.lexical_floor)."""
+        return self.words.ceiling(self.words.ids(lex_tokens)), self.grams.ceiling(self.grams.ids(q_bigrams))
 
     def lexical_query(self, query: Query) -> tuple[list[str], list[str]]:
         """(jieba tokens, character bigrams) the lexical signals search for."""
@@ -416,7 +420,7 @@ class Retriever:
         lexical = np.asarray(self.data.bm25.get_scores(lex_tokens), dtype=np.float32) if lex_tokens else zeros
         bigram = np.asarray(self.data.bm25_bigrams.get_scores(q_bigrams), dtype=np.float32) if q_bigrams else zeros
         return Signals(question, resolved, query, verdict, lex_tokens, dense, lexical, bigram,
-                       ceilings=(self.words.ceiling(self.words.ids(lex_tokens)), self.grams.ceiling(self.grams.ids(q_bigrams))))
+                       ceilings=self._ceilings(lex_tokens, q_bigrams))
 
     def _candidate_signals(self, question, resolved, verdict, query, lex_tokens, q_bigrams, q, lut) -> "Signals":
         data = self.data
@@ -481,7 +485,7 @@ class Retriever:
             lexical, bigram = np.append(lexical, np.float32(0)), np.append(bigram, np.float32(0))
         return Signals(question, resolved, query, verdict, lex_tokens, dense, lexical, bigram,
                        rows=rows, sample=np.asarray(sample_cos, dtype=np.float32),
-                       ceilings=(self.words.ceiling(w_ids), self.grams.ceiling(g_ids)))
+                       ceilings=self._ceilings(lex_tokens, q_bigrams))
 
     @cached_property
     def _row_of(self) -> dict[str, int]:
@@ -515,7 +519,7 @@ class Retriever:
         # Milvus' BM25 is the embedded one (same k1, b and scale), so the local ceilings apply
         return Signals(question, resolved, query, verdict, lex_tokens, dense, lexical, bigram,
                        rows=rows, sample=np.asarray(sample, dtype=np.float32),
-                       ceilings=(self.words.ceiling(self.words.ids(lex_tokens)), self.grams.ceiling(self.grams.ids(q_bigrams))))
+                       ceilings=self._ceilings(lex_tokens, q_bigrams))
 
     def fuse(self, sig: "Signals", options: Options | None = None) -> np.ndarray:
         """The fused score of every chunk of the signals (every chunk, or the candidates: aligned
