@@ -84,7 +84,7 @@ def seconds_of_503(s: Settings, corrupt: bool = True) -> float:
 
     gen = Store(s).live_path()
     if corrupt:
-        with open(gen / "vectors.npy", "r+b") as f:
+        with open(gen / "segment" / "vectors.npy", "r+b") as f:  # the last write's own segment
             f.seek(-8, 2)
             f.write(b"\x7f" * 8)
     with socket.socket() as so:

@@ -1,19 +1,28 @@
-"""Persisted indexes: FAISS (dense), bm25s over jieba tokens (lexical), the chunk
-table, the library (which documents) and a manifest that says what was indexed.
+"""Persisted indexes: FAISS (dense), BM25 over jieba tokens and over character bigrams
+(lexical), the chunk table, the library (which documents) and a manifest that says what
+was indexed.
 
 Layout under <data_dir>/index/:
-    CURRENT            name of the live generation (replaced atomically)
+    CURRENT            name of the live generation (replaced atomically); PREVIOUS: the fallback
     LOCK               held (flock) by whoever writes a generation
-    gen-<time>-<pid>/  chunks.jsonl, tokens.jsonl, docs.json, library.json,
-                       vectors.npy, window_vectors.npy, window_owner.npy,
-                       bm25/, bm25_bigrams/ (term counts + vocabulary; the BM25 weights are
-                       computed from them, bit for bit what bm25s.index gives), manifest.json
-                       (with file checksums)
-This module only builds a generation folder (`stage_generation`) and loads one
-(`load`); qa/store.py owns the rest: the lock, the commit (rename + one atomic
-switch of CURRENT), the PREVIOUS fallback and garbage collection. Chunks, tokens
-and vectors of documents that did not change are copied from the previous
-generation, not re-read, re-parsed or re-embedded.
+    gen-<time>-<pid>/  manifest.json (the segments it serves, its documents in row order,
+                       file checksums), library.json, and at most one segment/ of its own:
+                       chunks.jsonl, tokens.jsonl, docs.json, vectors.npy, window_vectors.npy,
+                       window_owner.npy, words/ and grams/ (term counts + vocabulary; the BM25
+                       weights are computed from them, bit for bit what bm25s.index gives),
+                       manifest.json (with file checksums); dense*.faiss when the library is
+                       large enough for an ANN index (trained once per generation)
+A generation is a list of immutable segments: those of the generation before it that still
+hold live documents (referenced by name, checked by their manifest's sha256, never copied)
+plus one new segment with the documents this write embedded. So a write costs the changed
+documents, not the library. Segments merge as they accumulate (MERGE_FACTOR of one size
+class become one, a mostly-deleted segment is rewritten), so a library of any history stays
+a few dozen segments and every row is rewritten O(log n) times.
+This module only builds a generation folder (`stage`) and loads one (`load`); qa/store.py
+owns the rest: the lock, the commit (rename + one atomic switch of CURRENT), the PREVIOUS
+fallback and garbage collection (a generation folder stays while a live generation uses
+its segment). Generations of the older, single-folder layout (version 3) still load, and
+the first write on one turns it into a segment.
 """
 from __future__ import annotations
 
@@ -29,6 +38,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -39,7 +49,9 @@ from .library import Library, read_mirror
 from .records import Chunk
 from .text import file_sha256 as _sha256
 
-INDEX_VERSION = "3"
+INDEX_VERSION = "4"
+READABLE = ("3", "4")  # 3: one folder of whole-library files, read (and written on) as one segment
+MERGE_FACTOR = 10  # this many segments of one size class (rows, powers of 10) are merged into one
 EMBED_TEMPLATE = "{text}"  # what is embedded (heading context measured: it hurt, see README)
 WINDOW = 120  # sentence windows inside a chunk, embedded too: a chunk scores by its best window
 REUSE_KEYS = ("index_version", "model_id", "dimension", "chunker_version", "embed_template", "window")
@@ -94,6 +106,8 @@ class IndexData:
     bm25_bigrams: object  # bm25s.BM25 over character bigrams
     lex: tuple | None = None  # (Lexical words, Lexical bigrams): the term counts the two BM25 indexes come from
     rows: dict | None = None  # doc_id -> (first row, end row)
+    segments: list | None = None  # [{"name", "docs", "rows", "live", "digest"}]; None: the older layout
+    damaged: dict | None = None  # doc_id -> why, for the documents a partial load left out
 
 
 def expected_manifest(docs: list[Document], model_id: str, dim: int) -> dict:
@@ -109,7 +123,9 @@ def expected_manifest(docs: list[Document], model_id: str, dim: int) -> dict:
 
 
 def _same(a: dict, b: dict, keys=REUSE_KEYS + ("corpus_hash",)) -> bool:
-    return all(a.get(k) == b.get(k) for k in keys)
+    """Whether two manifests agree on `keys` (every readable layout embeds alike)."""
+    return all((a.get(k) in READABLE and b.get(k) in READABLE) if k == "index_version" else a.get(k) == b.get(k)
+               for k in keys)
 
 
 # ---------------------------------------------------------------- locations
@@ -167,24 +183,59 @@ def _live_file(settings, name: str) -> Path | None:
     return f
 
 
+def _live_segment_files(settings, name: str):
+    """(generation manifest, [(segment entry, its manifest, the checked file `name`)]) of the
+    live generation; None without an index; the older layout: (manifest, None)."""
+    gen = current_generation(settings.index_dir)
+    if gen is None:
+        return None
+    manifest = _manifest(gen)
+    if "segments" not in manifest:
+        return manifest, None
+    out = []
+    for entry in manifest["segments"]:
+        folder, m = _segment_manifest(settings.index_dir, entry)
+        _check(folder, {name: m.get("files", {}).get(name)}, f"{entry['name']}/segment")
+        out.append((entry, m, folder / name))
+    return manifest, out
+
+
 def live_documents(settings) -> dict[str, dict] | None:
     """doc_id -> metadata of the live generation (seeds and uploads), without loading the
     model or the vectors; None when there is no index yet."""
-    f = _live_file(settings, "docs.json")
-    return None if f is None else json.loads(f.read_text(encoding="utf-8"))
+    found = _live_segment_files(settings, "docs.json")
+    if found is None:
+        return None
+    manifest, parts = found
+    if parts is None:
+        return json.loads(_live_file(settings, "docs.json").read_text(encoding="utf-8"))
+    metas = {}
+    for entry, _, f in parts:
+        m = json.loads(f.read_text(encoding="utf-8"))
+        metas.update({k: m[k] for k in entry["docs"]})
+    return {k: metas[k] for k in manifest["order"] if k in metas}
 
 
 def live_chunks(settings) -> list[Chunk] | None:
     """The chunks of the live generation, as they are cited; None when there is no index yet."""
-    f = _live_file(settings, "chunks.jsonl")
-    if f is None:
+    found = _live_segment_files(settings, "chunks.jsonl")
+    if found is None:
         return None
-    return [Chunk(**json.loads(line)) for line in f.read_text(encoding="utf-8").splitlines()]
+    manifest, parts = found
+    if parts is None:
+        f = _live_file(settings, "chunks.jsonl")
+        return [Chunk(**json.loads(line)) for line in f.read_text(encoding="utf-8").splitlines()]
+    rows = {}
+    for entry, m, f in parts:
+        lines = f.read_text(encoding="utf-8").splitlines()
+        for k in entry["docs"]:
+            lo, hi = m["docs"][k]
+            rows[k] = lines[lo:hi]
+    return [Chunk(**json.loads(line)) for k in manifest["order"] if k in rows for line in rows[k]]
 
 
 # -------------------------------------------------------------------- build
-@dataclass(frozen=True)
-class Kept:
+class Kept(NamedTuple):
     """A document of the previous generation carried over unchanged: no text, no parsing,
     its chunks, tokens and vectors are copied (what makes a write cost one document)."""
 
@@ -236,21 +287,6 @@ def _lexicals(previous: IndexData) -> tuple["Lexical", "Lexical"]:
     return previous.lex
 
 
-def _previous_lines(previous: IndexData, name: str):
-    """(bytes, line starts) of one of the previous generation's .jsonl files, when it is still
-    exactly what its manifest recorded (else None: the rows are serialised again)."""
-    try:
-        raw = (previous.path / name).read_bytes()
-    except (OSError, TypeError):
-        return None
-    if hashlib.sha256(raw).hexdigest() != previous.manifest.get("files", {}).get(name):
-        return None
-    ends = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10) + 1
-    if len(ends) != len(previous.chunks) or (len(raw) and raw[-1:] != b"\n"):
-        return None
-    return raw, np.concatenate([[0], ends])
-
-
 def build(settings, embedder, docs, library: Library, previous: IndexData | None = None,
           progress: bool | None = None) -> Path:
     """Build a generation and make it live (the store's commit); kept for callers of the
@@ -278,10 +314,10 @@ def stage(index_dir: Path, embedder, docs, library: Library, previous: IndexData
 
     What a write costs does not grow with the library where it can be helped: unchanged
     documents' rows are carried over as a few contiguous runs (chunks, tokens, vectors,
-    sentence windows, term counts), their lines of chunks.jsonl and tokens.jsonl are copied
-    as bytes from the previous generation (checked against its manifest), only the new
-    documents are tokenised and counted, and the BM25 weights are computed from the counts
-    in one vectorised pass. Nothing is read back after the write."""
+    sentence windows, term counts) in memory and referenced on disk (their segments are
+    not copied: only the new documents' rows are written, as one segment, see `_plan`),
+    only the new documents are tokenised and counted, and the BM25 weights are computed
+    from the counts in one vectorised pass. Nothing is read back after the write."""
     from .lexical import bigrams, tokenize
     from .log import stage as log_stage
     from .store import write_file
@@ -293,11 +329,14 @@ def stage(index_dir: Path, embedder, docs, library: Library, previous: IndexData
     fresh: list[list[Chunk]] = []
     metas: dict[str, dict] = {}
     counts: dict[str, int] = {}
+    fresh_ids: list[str] = []  # embedded by this write
+    before = previous.docs if previous is not None else {}
     for d in docs:
-        span = None
-        if previous is not None and previous.docs.get(d.doc_id, {}).get("sha256") == d.sha256:
+        span, old = None, before.get(d.doc_id)
+        if old is not None and old.get("sha256") == d.sha256:
             span = _span(previous, d.doc_id)
         if span is None:
+            fresh_ids.append(d.doc_id)
             if isinstance(d, Kept):
                 raise IndexError_(f"{d.doc_id}: nothing to copy it from; run `qa index --rebuild`")
             cs = (chunked or {}).get(d.doc_id) or chunk_document(d)
@@ -311,7 +350,7 @@ def stage(index_dir: Path, embedder, docs, library: Library, previous: IndexData
                 parts[-1] = ("prev", parts[-1][1], hi)
             else:
                 parts.append(("prev", lo, hi))
-            metas[d.doc_id] = dict(previous.docs[d.doc_id])
+            metas[d.doc_id] = old  # shared with the previous generation, never changed in place
             counts[d.doc_id] = hi - lo
     if not any(counts.values()):
         raise IndexError_("the corpus has no text to index")
@@ -341,10 +380,7 @@ def stage(index_dir: Path, embedder, docs, library: Library, previous: IndexData
     words0, grams0 = _lexicals(previous) if previous is not None else (None, None)
     words_new = Lexical.count(new_tokens, words0)
     grams_new = Lexical.count((bigrams(c.text) for c in new), grams0)
-    chunk_lines = _previous_lines(previous, "chunks.jsonl") if previous is not None else None
-    token_lines = _previous_lines(previous, "tokens.jsonl") if previous is not None else None
-
-    chunks, tokens, vparts, wparts, oparts, wtf, gtf, cbytes, tbytes = [], [], [], [], [], [], [], [], []
+    chunks, tokens, vparts, wparts, oparts, wtf, gtf = [], [], [], [], [], [], []
     row = 0
     for part in parts:
         if part[0] == "prev":
@@ -357,13 +393,6 @@ def stage(index_dir: Path, embedder, docs, library: Library, previous: IndexData
             oparts.append(previous.window_owner[wlo:whi] - lo + row)
             wtf.append(words0.tf[lo:hi])
             gtf.append(grams0.tf[lo:hi])
-            for lines, out, rows in ((chunk_lines, cbytes, previous.chunks), (token_lines, tbytes, previous.tokens)):
-                if lines is not None:
-                    out.append(lines[0][lines[1][lo] : lines[1][hi]])
-                elif rows is previous.chunks:
-                    out.append("".join(json.dumps(c.to_dict(), ensure_ascii=False) + "\n" for c in rows[lo:hi]).encode())
-                else:
-                    out.append("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in rows[lo:hi]).encode())
         else:
             a, b = int(starts[part[1]]), int(starts[part[1] + 1])
             lo, hi = a, b
@@ -375,14 +404,22 @@ def stage(index_dir: Path, embedder, docs, library: Library, previous: IndexData
             oparts.append(wowner[wlo:whi] - a + row)
             wtf.append(words_new.tf[a:b])
             gtf.append(grams_new.tf[a:b])
-            cbytes.append("".join(json.dumps(c.to_dict(), ensure_ascii=False) + "\n" for c in new[a:b]).encode())
-            tbytes.append("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in new_tokens[a:b]).encode())
         row += hi - lo
     vectors = np.ascontiguousarray(np.concatenate(vparts), dtype=np.float32).reshape(-1, dim)
     window_vectors = np.ascontiguousarray(np.concatenate(wparts), dtype=np.float32).reshape(-1, dim)
     window_owner = np.concatenate(oparts).astype(np.int64)
     words = Lexical.stack(words_new, wtf)
     grams = Lexical.stack(grams_new, gtf)
+    rows, row = {}, 0
+    for d in docs:  # chunks are laid out in the order of `docs`
+        rows[d.doc_id] = (row, row + counts[d.doc_id])
+        row += counts[d.doc_id]
+    meta = {}
+    for d in docs:
+        k = d.doc_id
+        m, source = metas[k], "upload" if k in library.uploads else "seed"
+        meta[k] = m if m.get("chunks") == counts[k] and m.get("source") == source else {**m, "chunks": counts[k], "source": source}
+    kept, written = _plan(previous.segments if previous is not None else None, fresh_ids, rows, list(meta))
 
     gen = f"gen-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
     tmp = index_dir / (".tmp-" + gen)
@@ -394,10 +431,10 @@ def stage(index_dir: Path, embedder, docs, library: Library, previous: IndexData
             write_file(tmp / name, data)
             digests[name] = hashlib.sha256(data).hexdigest()
 
-        for name, arr in (("vectors.npy", vectors), ("window_vectors.npy", window_vectors), ("window_owner.npy", window_owner)):
-            buf = io.BytesIO()
-            np.save(buf, arr)
-            put(name, buf.getbuffer())
+        segments = list(kept)
+        if written:
+            segments.append(_write_segment(tmp / "segment", gen, written, rows, chunks, tokens, vectors,
+                                           window_vectors, window_owner, words, grams, meta))
         dense = {}
         for name, vecs in (("dense.faiss", vectors), ("dense_windows.faiss", window_vectors)):
             dense[name] = dense_index(vecs)
@@ -405,32 +442,99 @@ def stage(index_dir: Path, embedder, docs, library: Library, previous: IndexData
                 import faiss
 
                 put(name, faiss.serialize_index(dense[name]).tobytes())
-        _save_bm25(words, tmp / "bm25")
-        _save_bm25(grams, tmp / "bm25_bigrams")
-        put("chunks.jsonl", b"".join(cbytes))
-        put("tokens.jsonl", b"".join(tbytes))
-        meta = {d.doc_id: {**metas[d.doc_id], "chunks": counts[d.doc_id],
-                           "source": "upload" if d.doc_id in library.uploads else "seed"} for d in docs}
-        # one line each: json's C encoder (an indented dump takes its pure-Python path, ~10x slower)
-        put("docs.json", json.dumps(meta, ensure_ascii=False).encode())
-        put("library.json", json.dumps(library.to_dict(), ensure_ascii=False).encode())
+        put("library.json", library.to_json())
         manifest = expected_manifest(docs, embedder.model_id, dim)
         manifest["chunks"] = len(chunks)
         manifest["documents"] = len(docs)
         manifest["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        for p in sorted(tmp.rglob("*")):
-            rel = str(p.relative_to(tmp))
-            if p.is_file() and rel not in digests:
-                digests[rel] = _sha256(p)
+        manifest["order"] = [d.doc_id for d in docs]
+        manifest["segments"] = segments
         manifest["files"] = dict(sorted(digests.items()))
-        write_file(tmp / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1))
+        # one line: json's C encoder (an indented dump takes its pure-Python path, ~10x slower)
+        write_file(tmp / "manifest.json", json.dumps(manifest, ensure_ascii=False))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     data = IndexData(tmp, manifest, chunks, tokens, meta, library, vectors, window_vectors, window_owner,
-                     dense["dense.faiss"], dense["dense_windows.faiss"], words.bm25(), grams.bm25(), lex=(words, grams))
-    data.rows = _rows(chunks)
+                     dense["dense.faiss"], dense["dense_windows.faiss"], words.bm25(), grams.bm25(), lex=(words, grams),
+                     segments=segments)
+    data.rows = rows
     return data
+
+
+def _level(rows: int) -> int:
+    return int(math.log10(max(rows, 1)))
+
+
+def _plan(previous: list | None, fresh: list[str], rows: dict, order: list[str]) -> tuple[list[dict], list[str]]:
+    """(segments carried over as they are, doc_ids of the one segment this write writes).
+    The written segment holds the fresh documents, plus the live documents of segments it
+    absorbs: every segment when the previous generation has none (older layout or first
+    build), a segment mostly deleted (its live rows under half), and, as long as some size
+    class holds MERGE_FACTOR segments with the written one among them, that class."""
+    n = lambda ids: sum(rows[k][1] - rows[k][0] for k in ids)  # noqa: E731
+    if previous is None:
+        return [], list(order)
+    live = set(order)
+    kept, written = [], list(fresh)
+    for seg in previous:
+        ids = [k for k in seg["docs"] if k in live and k not in fresh]
+        if not ids:
+            continue
+        if 2 * n(ids) < seg["rows"]:
+            written.extend(ids)  # mostly deleted: rewritten with the new rows, its dead rows dropped
+            continue
+        kept.append({**seg, "docs": ids, "live": n(ids)})
+    while written:
+        level = _level(n(written))
+        same = [s for s in kept if _level(s["live"]) == level]
+        if len(same) + 1 < MERGE_FACTOR:
+            break
+        for s in same:
+            written.extend(s["docs"])
+        kept = [s for s in kept if _level(s["live"]) != level]
+    position = {k: i for i, k in enumerate(order)}
+    return kept, sorted(written, key=position.__getitem__)
+
+
+def _write_segment(folder: Path, name: str, ids: list[str], rows: dict, chunks, tokens, vectors, window_vectors,
+                   window_owner, words: "Lexical", grams: "Lexical", meta: dict) -> dict:
+    """Write the rows of documents `ids` as one immutable segment; its entry for a manifest."""
+    from .store import write_file
+
+    take = np.concatenate([np.arange(*rows[k]) for k in ids]).astype(np.int64)
+    spans, lo = {}, 0
+    for k in ids:
+        spans[k] = [lo, lo + rows[k][1] - rows[k][0]]
+        lo = spans[k][1]
+    wsel = np.concatenate([np.arange(*np.searchsorted(window_owner, rows[k])) for k in ids]).astype(np.int64)
+    inv = np.full(len(chunks), -1, dtype=np.int64)
+    inv[take] = np.arange(len(take))
+    folder.mkdir()
+    digests: dict[str, str] = {}
+
+    def put(file: str, data) -> None:
+        (folder / file).parent.mkdir(exist_ok=True)
+        write_file(folder / file, data)
+        digests[file] = hashlib.sha256(data).hexdigest()
+
+    def npy(arr) -> bytes:
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        return buf.getvalue()
+
+    put("vectors.npy", npy(np.ascontiguousarray(vectors[take])))
+    put("window_vectors.npy", npy(np.ascontiguousarray(window_vectors[wsel])))
+    put("window_owner.npy", npy(inv[window_owner[wsel]]))
+    put("chunks.jsonl", "".join(json.dumps(chunks[i].to_dict(), ensure_ascii=False) + "\n" for i in take).encode())
+    put("tokens.jsonl", "".join(json.dumps(tokens[i], ensure_ascii=False) + "\n" for i in take).encode())
+    for sub, lex in (("words", words), ("grams", grams)):
+        for file, digest in _save_bm25(lex.part(take), folder / sub).items():
+            digests[f"{sub}/{file}"] = digest
+    put("docs.json", json.dumps({k: meta[k] for k in ids}, ensure_ascii=False).encode())
+    body = json.dumps({"name": name, "docs": spans, "files": dict(sorted(digests.items()))}, ensure_ascii=False).encode()
+    write_file(folder / "manifest.json", body)
+    return {"name": name, "docs": list(ids), "rows": len(take), "live": len(take), "digest": hashlib.sha256(body).hexdigest()}
 
 
 def _rows(chunks) -> dict[str, tuple[int, int]]:
@@ -441,9 +545,10 @@ def _rows(chunks) -> dict[str, tuple[int, int]]:
     return rows
 
 
-def _save_bm25(lex: "Lexical", path: Path) -> None:
-    """The term counts behind a BM25 index (its weights are computed from them when loaded)."""
-    lex.save(path)
+def _save_bm25(lex: "Lexical", path: Path) -> dict[str, str]:
+    """The term counts behind a BM25 index (its weights are computed from them when loaded):
+    file name -> sha256."""
+    return lex.save(path)
 
 
 # ------------------------------------------------------- lexical (BM25) counts
@@ -555,15 +660,57 @@ class Lexical:
         model.nonoccurrence_array = None
         return model
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path) -> dict[str, str]:
+        """Write counts.npz and vocab.json into a new folder: file name -> sha256."""
         from .store import write_file
 
         path.mkdir()
         buf = io.BytesIO()
         np.savez(buf, data=self.tf.data, indices=self.tf.indices, indptr=self.tf.indptr,
                  shape=np.asarray(self.tf.shape, dtype=np.int64))
-        write_file(path / "counts.npz", buf.getvalue())
-        write_file(path / "vocab.json", json.dumps(self.vocab, ensure_ascii=False))
+        files = {"counts.npz": buf.getvalue(), "vocab.json": json.dumps(self.vocab, ensure_ascii=False).encode()}
+        for name, data in files.items():
+            write_file(path / name, data)
+        return {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+
+    def part(self, take: np.ndarray) -> "Lexical":
+        """The rows `take`, over the vocabulary they use (in this vocabulary's order)."""
+        import scipy.sparse as sp
+
+        tf = self.tf[take]
+        cols = np.unique(tf.indices)
+        lut = np.full(self.tf.shape[1], -1, dtype=np.int32)
+        lut[cols] = np.arange(len(cols), dtype=np.int32)
+        tf = sp.csr_matrix((tf.data.astype(np.int32), lut[tf.indices], tf.indptr.astype(np.int64)),
+                           shape=(len(take), len(cols)))
+        return Lexical([self.vocab[c] for c in cols], tf)
+
+    @classmethod
+    def concat(cls, parts: list["Lexical"], take: np.ndarray | None = None) -> "Lexical":
+        """The rows of several matrices, each over its own vocabulary, one after the other over
+        the union of the vocabularies (first seen first); then only the rows `take`, with the
+        tokens none of them has dropped."""
+        import scipy.sparse as sp
+
+        vocab: list[str] = []
+        ids: dict[str, int] = {}
+        mats = []
+        for p in parts:
+            lut = np.empty(len(p.vocab), dtype=np.int32)
+            for j, t in enumerate(p.vocab):
+                i = ids.get(t)
+                if i is None:
+                    i = ids[t] = len(vocab)
+                    vocab.append(t)
+                lut[j] = i
+            mats.append((p.tf.data, lut[p.tf.indices] if len(lut) else p.tf.indices, p.tf.indptr, p.tf.shape[0]))
+        mats = [sp.csr_matrix((d, c, q), shape=(r, len(vocab))) for d, c, q, r in mats if r]
+        if not mats:
+            return cls([], sp.csr_matrix((0, 0), dtype=np.int32))
+        tf = sp.vstack(mats, format="csr", dtype=np.int32)
+        if take is not None:
+            tf = tf[take]
+        return cls.stack(cls(vocab, tf, ids), [tf])
 
     @classmethod
     def load(cls, path: Path) -> "Lexical":
@@ -630,20 +777,149 @@ def _dense_from(path: Path, vectors: np.ndarray):
     return dense_index(vectors)
 
 
-def load(path: Path, verify: bool = True) -> IndexData:
-    import bm25s
-
+def _manifest(path: Path) -> dict:
     try:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError):
         raise IndexError_(f"index {path.name} has no readable manifest; run `qa index --rebuild`") from None
-    if manifest.get("index_version") != INDEX_VERSION:
+    if manifest.get("index_version") not in READABLE:
         raise IndexError_(f"index {path.name} has an older layout (version {manifest.get('index_version')}); run `qa index`")
+    return manifest
+
+
+def _check(folder: Path, files: dict, label: str) -> None:
+    for name, digest in files.items():
+        f = folder / name
+        if not f.is_file() or _sha256(f) != digest:
+            raise IndexError_(f"index file {label}/{name} is corrupted (checksum mismatch); run `qa index --rebuild`")
+
+
+def _cannot(label: str, e: Exception) -> IndexError_:
+    return IndexError_(f"index {label} cannot be read ({str(e).splitlines()[0][:120]}); run `qa index --rebuild`")
+
+
+@dataclass
+class _Segment:
+    spans: dict  # doc_id -> [lo, hi) rows in the segment
+    chunks: list
+    tokens: list
+    meta: dict
+    vectors: np.ndarray
+    window_vectors: np.ndarray
+    window_owner: np.ndarray
+    words: "Lexical"
+    grams: "Lexical"
+
+
+def _segment_manifest(index_dir: Path, entry: dict) -> tuple[Path, dict]:
+    """A segment's folder and manifest, checked against the sha256 its generation recorded."""
+    folder = index_dir / entry["name"] / "segment"
+    label = f"{entry['name']}/segment"
+    try:
+        body = (folder / "manifest.json").read_bytes()
+    except OSError:
+        raise IndexError_(f"index segment {label} is missing; run `qa index --rebuild`") from None
+    if hashlib.sha256(body).hexdigest() != entry.get("digest"):
+        raise IndexError_(f"index file {label}/manifest.json is corrupted (checksum mismatch); run `qa index --rebuild`")
+    try:
+        return folder, json.loads(body)
+    except ValueError as e:
+        raise _cannot(label, e) from None
+
+
+def _read_segment(index_dir: Path, entry: dict, verify: bool) -> _Segment:
+    folder, m = _segment_manifest(index_dir, entry)
+    label = f"{entry['name']}/segment"
     if verify:
-        for name, digest in manifest.get("files", {}).items():
-            f = path / name
-            if not f.is_file() or _sha256(f) != digest:
-                raise IndexError_(f"index file {path.name}/{name} is corrupted (checksum mismatch); run `qa index --rebuild`")
+        _check(folder, m.get("files", {}), label)
+    try:
+        seg = _Segment(
+            spans={k: tuple(v) for k, v in m["docs"].items()},
+            chunks=[Chunk(**json.loads(line)) for line in (folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines()],
+            tokens=[json.loads(line) for line in (folder / "tokens.jsonl").read_text(encoding="utf-8").splitlines()],
+            meta=json.loads((folder / "docs.json").read_text(encoding="utf-8")),
+            vectors=np.load(folder / "vectors.npy"),
+            window_vectors=np.load(folder / "window_vectors.npy"),
+            window_owner=np.load(folder / "window_owner.npy"),
+            words=Lexical.load(folder / "words"),
+            grams=Lexical.load(folder / "grams"),
+        )
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
+        raise _cannot(label, e) from None
+    n = len(seg.chunks)
+    if not (len(seg.vectors) == len(seg.tokens) == seg.words.rows == seg.grams.rows == n) \
+            or len(seg.window_vectors) != len(seg.window_owner) or any(k not in seg.spans for k in entry["docs"]):
+        raise IndexError_(f"index segment {label} is inconsistent ({len(seg.vectors)} vectors, {n} chunks); "
+                          "run `qa index --rebuild`")
+    return seg
+
+
+def load(path: Path, verify: bool = True, partial: bool = False) -> IndexData:
+    """Load a generation (every file checked against its checksum unless `verify` is off).
+    `partial`: a damaged segment does not fail the load; its documents are left out and
+    listed in `damaged` (what a repair re-embeds while the rest serves)."""
+    manifest = _manifest(path)
+    if "segments" not in manifest:
+        return _load_flat(path, manifest, verify)
+    if verify:
+        _check(path, manifest.get("files", {}), path.name)
+    try:
+        library = Library.from_dict(json.loads((path / "library.json").read_text(encoding="utf-8")))
+        order, entries = list(manifest["order"]), list(manifest["segments"])
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise _cannot(path.name, e) from None
+    segs: list[tuple[dict, _Segment]] = []
+    damaged: dict[str, str] = {}
+    for entry in entries:
+        try:
+            segs.append((entry, _read_segment(path.parent, entry, verify)))
+        except IndexError_ as e:
+            if not partial:
+                raise
+            why = e.args[0].split("; run")[0]
+            damaged.update({k: why for k in entry["docs"]})
+    where: dict[str, tuple[int, int, int]] = {}  # doc_id -> (segment, lo, hi) in the concatenated rows
+    base = 0
+    for entry, seg in segs:
+        for k in entry["docs"]:
+            lo, hi = seg.spans[k]
+            where[k] = (len(where), base + lo, base + hi)
+        base += len(seg.chunks)
+    served = [k for k in order if k in where]
+    if not served:
+        raise IndexError_(f"index {path.name} has no readable segment; run `qa index --rebuild`")
+    take = np.concatenate([np.arange(where[k][1], where[k][2]) for k in served]).astype(np.int64)
+    all_chunks = [c for _, seg in segs for c in seg.chunks]
+    all_tokens = [t for _, seg in segs for t in seg.tokens]
+    chunks = [all_chunks[i] for i in take]
+    tokens = [all_tokens[i] for i in take]
+    vectors = np.ascontiguousarray(np.concatenate([seg.vectors for _, seg in segs])[take], dtype=np.float32)
+    offsets = np.cumsum([0] + [len(seg.chunks) for _, seg in segs])
+    owner = np.concatenate([seg.window_owner.astype(np.int64) + off for (_, seg), off in zip(segs, offsets)])
+    wvecs = np.concatenate([seg.window_vectors for _, seg in segs])
+    wsel = np.concatenate([np.arange(*np.searchsorted(owner, [where[k][1], where[k][2]])) for k in served]).astype(np.int64)
+    inv = np.full(int(offsets[-1]), -1, dtype=np.int64)
+    inv[take] = np.arange(len(take))
+    window_owner = inv[owner[wsel]]
+    window_vectors = np.ascontiguousarray(wvecs[wsel], dtype=np.float32)
+    metas = {k: m for _, seg in segs for k, m in seg.meta.items()}
+    docs = {k: {**metas[k], "source": "upload" if k in library.uploads else "seed"} for k in served}
+    words = Lexical.concat([seg.words for _, seg in segs], take)
+    grams = Lexical.concat([seg.grams for _, seg in segs], take)
+    kept = [{**entry, "docs": [k for k in entry["docs"] if k in where]} for entry, _ in segs]
+    data = IndexData(path, manifest, chunks, tokens, docs, library, vectors, window_vectors, window_owner,
+                     _dense_from(path / "dense.faiss", vectors), _dense_from(path / "dense_windows.faiss", window_vectors),
+                     words.bm25(), grams.bm25(), lex=(words, grams), segments=kept, damaged=damaged or None)
+    data.rows = _rows(chunks)
+    return data
+
+
+def _load_flat(path: Path, manifest: dict, verify: bool) -> IndexData:
+    """A generation of the older layout (version 3): whole-library files in one folder."""
+    import bm25s
+
+    if verify:
+        _check(path, manifest.get("files", {}), path.name)
     try:
         chunks = [Chunk(**json.loads(line)) for line in (path / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
         tokens = [json.loads(line) for line in (path / "tokens.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -662,7 +938,7 @@ def load(path: Path, verify: bool = True) -> IndexData:
             bm25 = bm25s.BM25.load(str(path / "bm25"), show_progress=False, verbosity=0)
             bm25_bigrams = bm25s.BM25.load(str(path / "bm25_bigrams"), show_progress=False, verbosity=0)
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
-        raise IndexError_(f"index {path.name} cannot be read ({str(e).splitlines()[0][:120]}); run `qa index --rebuild`") from None
+        raise _cannot(path.name, e) from None
     if not (len(vectors) == len(chunks) == len(tokens)) or len(window_vectors) != len(owner):
         raise IndexError_(f"index {path.name} is inconsistent ({len(vectors)} vectors, {len(chunks)} chunks); run `qa index --rebuild`")
     data = IndexData(path, manifest, chunks, tokens, docs, library, vectors, window_vectors, owner,
@@ -670,6 +946,12 @@ def load(path: Path, verify: bool = True) -> IndexData:
                      bm25, bm25_bigrams, lex=lex)
     data.rows = _rows(chunks)
     return data
+
+
+def referenced(index_dir: Path, gen: Path) -> set[str]:
+    """Names of the generation folders whose segments `gen` serves (its own included)."""
+    manifest = json.loads((gen / "manifest.json").read_text())
+    return {gen.name} | {e["name"] for e in manifest.get("segments", [])}
 
 
 def ensure(settings, embedder, rebuild: bool = False, progress: bool | None = None) -> IndexData:

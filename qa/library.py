@@ -36,15 +36,31 @@ class Library:
     removed: list[str] = field(default_factory=list)  # seed doc_ids taken out of the corpus
     quarantined: dict[str, str] = field(default_factory=dict)  # upload doc_id -> why it is not served
 
+    # doc_id -> (entry, its JSON): an entry is encoded once, not at every commit (shared by copies)
+    _encoded: dict = field(default_factory=dict, repr=False, compare=False)
+
     def to_dict(self) -> dict:
         return {"uploads": self.uploads, "removed": sorted(set(self.removed)), "quarantined": self.quarantined}
+
+    def to_json(self) -> bytes:
+        """json.dumps(to_dict(), ensure_ascii=False), with each upload entry encoded only once
+        (a commit costs the entries it changed, not the library)."""
+        parts, cache = [], self._encoded
+        for k, entry in self.uploads.items():
+            hit = cache.get(k)
+            if hit is None or hit[0] is not entry:
+                hit = cache[k] = (entry, json.dumps(k, ensure_ascii=False) + ": " + json.dumps(entry, ensure_ascii=False))
+            parts.append(hit[1])
+        rest = json.dumps({"removed": sorted(set(self.removed)), "quarantined": self.quarantined}, ensure_ascii=False)
+        return ('{"uploads": {' + ", ".join(parts) + "}, " + rest[1:]).encode()
 
     @classmethod
     def from_dict(cls, d: dict) -> "Library":
         return cls(dict(d.get("uploads", {})), list(d.get("removed", [])), dict(d.get("quarantined", {})))
 
     def copy(self) -> "Library":
-        return Library.from_dict(json.loads(json.dumps(self.to_dict())))
+        """A copy a transaction may change: its entries are shared (a change replaces an entry, never edits one)."""
+        return Library(dict(self.uploads), list(self.removed), dict(self.quarantined), self._encoded)
 
 
 def documents_dir(settings) -> Path:

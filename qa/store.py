@@ -10,14 +10,16 @@ Start-up, `qa index`, add, remove and repair all go through it; `qa.index` only
 builds a generation folder and loads one. A transaction that fails (bad file, limit
 exceeded, cancelled, disk full, killed) leaves the live generation as it was and
 removes the originals it staged. Unchanged documents are carried over from the live
-generation (`index.Kept`: chunks, tokens and vectors copied, never re-read or
-re-parsed), so a write costs the changed document, not the library.
+generation (`index.Kept`: never re-read or re-parsed; on disk their segments are
+referenced, not copied), so what a write writes is the changed document, not the library.
 
 Degrade, never brick: an upload whose original is missing, changed on disk (sha256)
 or no longer decodes is *quarantined* — left out of the served index, listed with its
 reason — and the rest keeps serving; `remove` or adding it again repairs it. The
 generation that was live before the last write is kept (PREVIOUS), so a corrupted
-current one is replaced by it at once while the current one is rebuilt.
+current one is replaced by it at once while the current one is rebuilt; when the damage
+is in a segment both share, the current one serves without that segment's documents
+while only they are embedded again.
 """
 from __future__ import annotations
 
@@ -248,6 +250,17 @@ class Store:
                         if wait:
                             return self.repair(embedder, previous, progress=progress)
                         return opened
+                try:  # the damage is in a segment the previous generation shares: serve the rest of this one
+                    partial = index_mod.load(current, partial=True)
+                except index_mod.IndexError_:
+                    partial = None
+                if partial is not None and partial.damaged:
+                    n = len(partial.damaged)
+                    why = f"{reason}; serving the other documents while {n} document{'s are' if n > 1 else ' is'} embedded again"
+                    _say(f"{reason}; re-embedding {n} document(s) (the others serve meanwhile)")
+                    if wait:
+                        return self.repair(embedder, partial, progress=progress)
+                    return Opened(partial, self._texts(partial), rebuilding=why)
                 _say(f"{reason}; rebuilding")
         if data is not None:
             texts, fresh = self._current(data, embedder)
@@ -343,30 +356,42 @@ class Store:
             raise
         try:  # after the commit: a failure here loses nothing (the mirror is rewritten by the next commit)
             self.docs_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.docs_dir / "library.json", json.dumps(library.to_dict(), ensure_ascii=False))
+            staged_library = gen / "library.json"  # the same bytes the generation holds: encoded once
+            atomic_write(self.docs_dir / "library.json", staged_library.read_bytes() if staged_library.is_file()
+                         else library.to_json())
         except (OSError, QAError) as e:
             _say(f"could not update the library mirror ({e})")
         self.gc(library)
         return gen
 
     def gc(self, library=None) -> None:
-        """Delete generations other than CURRENT and PREVIOUS, staged folders and temporary
-        files of dead writers, and originals the live library does not refer to. Call
-        under the writer lock."""
-        keep = {p for p in (self.live_path(), self.previous_path()) if p is not None}
+        """Delete generations other than CURRENT and PREVIOUS (and those whose segments they
+        serve), staged folders and temporary files of dead writers, and originals the live
+        library does not refer to. Call under the writer lock."""
+        from . import index as index_mod
+
+        keep: set[str] = set()
+        for gen in (self.live_path(), self.previous_path()):
+            if gen is None:
+                continue
+            try:
+                keep |= index_mod.referenced(self.index_dir, gen)  # a generation and the ones whose segments it serves
+            except (OSError, ValueError, KeyError, TypeError):
+                return  # a manifest that cannot be read: delete nothing (a repair rewrites it)
         if self.index_dir.is_dir():
-            for p in self.index_dir.iterdir():
-                if p.is_dir() and p not in keep and (p.name.startswith("gen-") or p.name.startswith(".tmp-")):
+            for name in os.listdir(self.index_dir):
+                p = self.index_dir / name
+                if name.startswith(("gen-", ".tmp-")) and name not in keep and p.is_dir():
                     shutil.rmtree(p, ignore_errors=True)
-                elif p.is_file() and p.name.startswith((".tmp-", ".CURRENT.")):
+                elif name.startswith((".tmp-", ".CURRENT.")) and p.is_file():
                     p.unlink(missing_ok=True)
         if library is None or not self.docs_dir.is_dir():
             return
-        wanted = {e["file"] for e in library.uploads.values()}
-        for p in self.docs_dir.iterdir():
-            if p.name == "library.json" or p.name in wanted or not p.is_file():
-                continue
-            p.unlink(missing_ok=True)
+        wanted = {e["file"] for e in library.uploads.values()} | {"library.json"}
+        for name in set(os.listdir(self.docs_dir)) - wanted:  # names only: a stat for the garbage alone
+            p = self.docs_dir / name
+            if p.is_file():
+                p.unlink(missing_ok=True)
 
     def stage_blob(self, data: bytes, ext: str) -> tuple[str, bool]:
         """Write an original once, named by its content hash: (file name, whether it is new)."""

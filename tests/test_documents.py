@@ -187,7 +187,7 @@ def test_a_bad_upload_changes_nothing(kb):
 def test_a_corrupted_index_is_reported_and_rebuilt_with_the_uploads(kb, capsys):
     s, emb = kb
     data, _ = manage.add(s, emb, [("某县.txt", COUNTY.encode())], progress=False)
-    with open(data.path / "vectors.npy", "r+b") as f:
+    with open(data.path / "segment" / "vectors.npy", "r+b") as f:
         f.seek(-8, 2)
         f.write(b"\x7f" * 8)
     with pytest.raises(index_mod.IndexError_, match="corrupted.*qa index --rebuild"):

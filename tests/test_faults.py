@@ -191,7 +191,7 @@ def test_a_corrupted_generation_falls_back_at_once_and_is_rebuilt_behind_it(kb, 
     import httpx
 
     s, data = kb
-    with open(data.path / "vectors.npy", "r+b") as f:
+    with open(data.path / "segment" / "vectors.npy", "r+b") as f:
         f.seek(-8, 2)
         f.write(b"\x7f" * 8)
     seen = []

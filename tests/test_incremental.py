@@ -145,3 +145,107 @@ def test_a_generation_of_the_older_layout_is_read_and_written_on_from(library, e
     ref = bm25s.BM25()
     ref.index(data.tokens, show_progress=False)
     assert weights(data.bm25) == weights(ref)
+
+
+# ------------------------------------------------------------- segments
+class Counting:
+    """The embedder, counting the passages it is given."""
+
+    def __init__(self, inner):
+        self.inner, self.passages = inner, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def encode_passages(self, texts, **kw):
+        self.passages += len(texts)
+        return self.inner.encode_passages(texts, **kw)
+
+
+def _files(folder) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_write_writes_only_the_new_document_and_references_the_rest(library, embedder):
+    """What a small upload writes does not grow with the library: its generation holds one
+    segment with the new document's rows, and names the earlier segments, whose files stay
+    as they were (same inode, never rewritten)."""
+    s = library
+    svc = Service.load(s, embedder=embedder)
+    svc, _ = svc.add([(f"c{i}.txt", county(i)) for i in range(8)])
+    before = {e["name"]: _files(s.index_dir / e["name"]) for e in svc.index.segments}
+    sizes = []
+    for i in (20, 21):
+        svc, _ = svc.add([(f"c{i}.txt", county(i))])
+        gen = svc.index.path
+        seg = json.loads((gen / "segment" / "manifest.json").read_text())
+        assert list(seg["docs"]) == [f"c{i}"]  # only the new document's rows
+        assert sum(1 for _ in (gen / "segment" / "chunks.jsonl").open()) == svc.index.docs[f"c{i}"]["chunks"]
+        sizes.append(sum(p.stat().st_size for p in (gen / "segment").rglob("*") if p.is_file()))
+    assert max(sizes) < 40_000  # a few kB of vectors and counts, not the library's megabytes
+    for name, files in before.items():  # earlier segments: referenced, untouched
+        assert name in {e["name"] for e in svc.index.segments}
+        assert _files(s.index_dir / name) == files
+    disk = index_mod.load(svc.index.path)
+    assert disk.chunks == svc.index.chunks and np.array_equal(disk.vectors, svc.index.vectors)
+
+
+def test_segments_merge_and_deleted_rows_go_and_it_is_still_what_a_rebuild_builds(library, embedder, monkeypatch):
+    s = library
+    monkeypatch.setattr(index_mod, "MERGE_FACTOR", 3)
+    svc = Service.load(s, embedder=embedder)
+    for i in range(7):
+        svc, _ = svc.add([(f"c{i}.txt", county(i))])
+        assert len(svc.index.segments) <= 1 + 2 * 3  # a few per size class, never one per write
+    held = [k for e in svc.index.segments for k in e["docs"]]
+    assert sorted(held) == sorted(svc.index.docs)  # every document in exactly one segment
+    for i in range(7):  # a segment with its rows mostly deleted is rewritten without them
+        svc = svc.remove(f"c{i}")
+    assert all(2 * e["live"] >= e["rows"] for e in svc.index.segments)
+    svc, _ = svc.add([("c9.txt", county(9)), ("c8.txt", county(8, "托育服务覆盖率达到60%。"))])
+    svc = svc.remove("001_c94d74ce0abaca2b")
+    inc = svc.index
+    disk = index_mod.load(inc.path)
+    assert disk.chunks == inc.chunks and disk.tokens == inc.tokens and disk.docs == inc.docs
+    assert weights(disk.bm25) == weights(inc.bm25) and weights(disk.bm25_bigrams) == weights(inc.bm25_bigrams)
+    assert np.array_equal(disk.vectors, inc.vectors) and np.array_equal(disk.window_vectors, inc.window_vectors)
+    assert np.array_equal(disk.window_owner, inc.window_owner)
+    ranking = _ranking(svc)
+    full = Service.load(s, embedder=embedder, rebuild=True)
+    assert full.index.chunks == inc.chunks and full.index.tokens == inc.tokens
+    assert weights(full.index.bm25) == weights(inc.bm25) and weights(full.index.bm25_bigrams) == weights(inc.bm25_bigrams)
+    assert [[x for x, _ in a] for a in _ranking(full)] == [[x for x, _ in a] for a in ranking]
+    live = {e["name"] for e in full.index.segments} | {p.name for p in (full.index.path, )}
+    previous = index_mod.referenced(s.index_dir, s.index_dir / (s.index_dir / "PREVIOUS").read_text().strip()) \
+        if (s.index_dir / "PREVIOUS").exists() else set()
+    assert {p.name for p in s.index_dir.iterdir() if p.name.startswith("gen-")} == live | previous  # the rest collected
+
+
+def test_a_damaged_segment_shared_with_the_previous_generation_costs_its_documents_only(library, embedder):
+    """Both live generations serve the segment (so the fallback is no help): the other documents
+    serve at once and only the damaged segment's documents are embedded again."""
+    from qa.store import Store
+
+    s = library
+    svc = Service.load(s, embedder=embedder)
+    svc, _ = svc.add([("c0.txt", county(0))])  # the copied seeds' generation (older layout) becomes a segment
+    svc, _ = svc.add([("c1.txt", county(1)), ("c2.txt", county(2))])
+    shared = svc.index.path
+    svc, _ = svc.add([("c3.txt", county(3))])
+    svc, _ = svc.add([("c4.txt", county(4))])
+    assert shared.name in {e["name"] for e in svc.index.segments}
+    assert shared.name in index_mod.referenced(s.index_dir, Store(s).previous_path())
+    with open(shared / "segment" / "vectors.npy", "r+b") as f:
+        f.seek(-8, 2)
+        f.write(b"\x7f" * 8)
+    with pytest.raises(index_mod.IndexError_, match="corrupted"):
+        index_mod.load(svc.index.path)
+    opened = Store(s).open(embedder, progress=False, wait=False)
+    assert "2 documents are embedded again" in opened.rebuilding
+    assert set(opened.data.docs) == set(svc.index.docs) - {"c1", "c2"} and set(opened.data.damaged) == {"c1", "c2"}
+    counting = Counting(embedder)
+    repaired = Store(s).open(counting, progress=False).data
+    assert set(repaired.docs) == set(svc.index.docs)
+    c1 = sum(len(index_mod.windows(c)) + 1 for c in repaired.chunks if c.doc_id in ("c1", "c2"))
+    assert counting.passages == c1  # c1 and c2's chunks and windows, nothing else
+    assert index_mod.load(index_mod.current_generation(s.index_dir)).docs == repaired.docs

@@ -195,7 +195,7 @@ def test_index_is_built_refreshed_when_stale_and_rebuilt_when_corrupted(embedder
     fresh = index_mod.ensure(s, embedder, progress=False)
     assert fresh.path != first.path and not first.path.exists()  # stale: rebuilt, old generation removed
     assert any("200人次" in c.text for c in fresh.chunks)
-    (fresh.path / "chunks.jsonl").write_text("garbage", encoding="utf-8")
+    (fresh.path / "segment" / "chunks.jsonl").write_text("garbage", encoding="utf-8")
     with pytest.raises(index_mod.IndexError_, match="checksum"):
         index_mod.load(fresh.path)
     healed = index_mod.ensure(s, embedder, progress=False)
