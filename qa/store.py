@@ -160,6 +160,46 @@ class Store:
                 texts[doc_id] = text
         return bad
 
+    def watch_originals(self, library, seen: dict) -> dict[str, str]:
+        """Originals that went bad since the last call, for a server to notice while it runs:
+        one stat per served upload (size, mtime, inode remembered in `seen`), and the full check
+        (present, sha256, decodable) only for those whose stat changed. doc_id -> why."""
+        from .corpus import CorpusError
+        from .library import blob_path, read_original
+
+        bad: dict[str, str] = {}
+        for doc_id, entry in library.uploads.items():
+            if doc_id in library.quarantined:
+                continue
+            try:
+                st = os.stat(blob_path(self.settings, entry))
+                sig = (entry["file"], st.st_size, st.st_mtime_ns, st.st_ino)
+            except (OSError, CorpusError):
+                sig = (entry.get("file"), None)
+            if seen.get(doc_id) == sig:
+                continue
+            first = doc_id not in seen
+            seen[doc_id] = sig
+            if first and sig[1] is not None:
+                continue  # first sight of an original that is there: checked when the generation was opened
+            try:
+                read_original(self.settings, doc_id, entry)
+            except CorpusError as e:
+                bad[doc_id] = str(e)
+        return bad
+
+    def quarantine(self, embedder, bad: dict[str, str], live=None):
+        """Take uploads whose original went bad out of the served index, listed with why (a new
+        generation; nothing is embedded). Adding the document again or removing it repairs it."""
+        with self.transaction(live=live) as tx:
+            bad = {k: why for k, why in bad.items() if k in tx.library.uploads}
+            if not bad:
+                return tx.live
+            tx.library.quarantined.update(bad)
+            for doc_id, why in bad.items():
+                _say(f"quarantined {doc_id}: {why}")
+            return tx.commit(embedder)
+
     # -------------------------------------------------------- transactions
     @contextmanager
     def transaction(self, live=None, library=None):

@@ -171,6 +171,30 @@ def test_a_damaged_upload_original_is_quarantined_and_the_rest_keeps_serving(kb,
     assert "某县" not in Service.load(s, embedder=embedder).quarantined
 
 
+def test_an_original_that_goes_bad_while_serving_is_noticed_and_quarantined(kb, embedder):
+    """What a running server's watcher does: one stat per upload each round, the full check
+    (sha256, decoding) only for originals whose stat changed; bad ones are quarantined in a new
+    generation (nothing embedded) and the rest serves on."""
+    from qa.store import Store
+
+    s, data = kb
+    data, _ = Store(s).add(embedder, [("某镇.txt", COUNTY.replace("某县", "某镇").encode())], live=data)
+    store, seen = Store(s), {}
+    assert store.watch_originals(data.library, seen) == {}  # first round: remembered, not re-read
+    assert store.watch_originals(data.library, seen) == {}
+    os.utime(_blob(s, data, "某镇"))  # touched, same bytes: checked, fine
+    assert store.watch_originals(data.library, seen) == {}
+    _blob(s, data).write_bytes(COUNTY.replace("1200", "9999").encode())  # edited in place
+    _blob(s, data, "某镇").unlink()
+    bad = store.watch_originals(data.library, seen)
+    assert set(bad) == {"某县", "某镇"} and "changed on disk" in bad["某县"] and "is missing" in bad["某镇"]
+    new = store.quarantine(embedder, bad, live=data)
+    assert set(new.library.quarantined) == {"某县", "某镇"} and not {"某县", "某镇"} & set(new.docs)
+    assert len(new.docs) == 5 and index_mod.load(new.path).docs == new.docs
+    svc = Service.load(s, embedder=embedder)
+    assert set(svc.quarantined) == {"某县", "某镇"}
+
+
 def test_qa_add_remove_and_index_work_with_a_missing_original(kb, embedder):
     s, data = kb
     _blob(s, data).unlink()
