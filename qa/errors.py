@@ -20,3 +20,9 @@ class DiskFull(QAError):
     """No space left for a write; nothing partial was left behind."""
 
     status = 507
+
+
+class ReadOnly(QAError):
+    """A write sent to a read replica (QA_REPLICA=1): the writer takes uploads."""
+
+    status = 409

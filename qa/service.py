@@ -36,6 +36,10 @@ class Service:
         from .store import Store
 
         embedder = embedder or Embedder(settings, progress=progress)
+        if getattr(settings, "replica", False):  # stateless: no generation of its own (qa/replica.py)
+            from . import replica
+
+            return replica.load(settings, embedder)
         opened = Store(settings).open(embedder, rebuild=rebuild, progress=progress, wait=wait)
         svc = cls.over(settings, embedder, opened.data, texts=opened.texts)
         svc.rebuilding = opened.rebuilding

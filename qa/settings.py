@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     milvus_collection: str = Field(default="qa_chunks", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
     # tokens: BM25 over the very tokens the embedded store indexes, so both backends rank alike (dev R@1 0.933
     # on both; Milvus' own jieba analyzer gives 0.889); jieba: Milvus tokenises the text itself
+    # a stateless read replica: serves the knowledge base Milvus holds (QA_STORE=milvus with a shared URI),
+    # keeps no index generation of its own and follows the writer's commits; uploads go to the writer
+    replica: bool = Field(default=False, description="stateless read replica over QA_STORE=milvus (writes: 409)")
     milvus_analyzer: Literal["jieba", "tokens"] = Field(default="tokens", description="tokens: the project's jieba tokens, pre-tokenised (default, ranks as the embedded store does); jieba: Milvus' own analyzer")
     host: str = Field(default="127.0.0.1", description="address `qa serve` listens on (0.0.0.0: every interface)")
     port: int = Field(default=8000, ge=1, le=65535, description="port `qa serve` listens on")

@@ -127,14 +127,23 @@ class Store:
     def previous_path(self) -> Path | None:
         return self._pointer("PREVIOUS")
 
-    def sync_remote(self, data) -> None:
+    def sync_remote(self, data, texts: dict[str, str] | None = None) -> None:
         """QA_STORE=milvus: the remote index holds exactly this generation's documents (changed
-        ones upserted by doc_id, removed ones deleted; a no-op diff when it already does)."""
+        ones upserted by doc_id with their decoded text, removed ones deleted; a no-op diff when
+        it already does). `texts`: the decoded texts at hand; others are read when needed."""
         from .backends import open_remote
 
         remote = open_remote(self.settings)
-        if remote is not None:
-            remote.sync(data)
+        if remote is None:
+            return
+        known = dict(texts or {})
+
+        def texts_of(doc_ids: list[str]) -> dict[str, str]:
+            if any(d not in known for d in doc_ids):
+                known.update({k: v for k, v in self._texts(data).items() if k not in known})
+            return {d: known[d] for d in doc_ids if d in known}
+
+        remote.sync(data, texts_of)
 
     def mirror(self):
         from .library import read_mirror
@@ -206,7 +215,9 @@ class Store:
         """Hold the writer lock; stage changes on a copy of the live library; `commit` makes
         them live. Leaving the block without a commit (or with an error) rolls back."""
         from . import index as index_mod
+        from .replica import read_only
 
+        read_only(self.settings)
         self.index_dir.mkdir(parents=True, exist_ok=True)
         with index_mod.writer_lock(self.settings):
             current = self.live_path()
@@ -305,7 +316,7 @@ class Store:
         if data is not None:
             texts, fresh = self._current(data, embedder)
             if fresh:
-                self.sync_remote(data)
+                self.sync_remote(data, texts)
                 return Opened(data, texts)
         return self.repair(embedder, data, progress=progress, rebuild=rebuild)
 
@@ -527,7 +538,7 @@ class Transaction:
         gen = self.store.commit_built(data.path, self.library, keep_previous=source.path if keep_previous and source else False)
         self.committed = True
         data.path = gen  # what was just written, as written: nothing is read back
-        self.store.sync_remote(data)
+        self.store.sync_remote(data, {d.doc_id: d.text for d in docs if getattr(d, "text", None) is not None})
         return data
 
     def rollback(self) -> None:

@@ -209,3 +209,55 @@ def test_a_second_client_reads_the_knowledge_base_back_without_the_local_generat
             assert after[name].ids == before[name].ids
     finally:
         second.close()
+
+
+def _answers(svc, questions):
+    out = []
+    for q in questions:
+        b = svc.ask(q, top_k=5)
+        out.append((b["no_answer"], b.get("no_answer_reason"), round(b["confidence"], 4),
+                    [(p["citation"]["doc_id"], p["citation"]["start"], p["citation"]["end"], round(p["score"], 4),
+                      p["highlight"]) for p in b["passages"]]))
+    return out
+
+
+def test_a_stateless_replica_serves_what_the_writer_commits(tmp_path, embedder):
+    """QA_REPLICA=1: no index, library or originals of its own; everything from Milvus, the
+    same answers and citations as the writer, the writer's commits followed by polling the
+    knowledge base's version, and writes refused with 409."""
+    import json
+    import shutil
+
+    from qa import replica
+    from qa.errors import ReadOnly
+    from qa.service import Service
+
+    uri = str(tmp_path / "kb.db")
+    shutil.copytree(TEST_DATA / "index", tmp_path / "writer" / "index")
+    writer = Service.load(Settings(data_dir=tmp_path / "writer", model_cache=TEST_DATA / "models", store="milvus",
+                                   milvus_uri=uri), embedder=embedder)
+    rs = Settings(data_dir=tmp_path / "replica", model_cache=TEST_DATA / "models", store="milvus", milvus_uri=uri,
+                  replica=True)
+    rep = Service.load(rs, embedder=embedder)
+    assert not (tmp_path / "replica").exists()  # nothing local: no generation, no library, no originals
+    assert set(rep.index.docs) == set(writer.index.docs) and len(rep.index.chunks) == len(writer.index.chunks)
+    assert rep.sources == writer.sources  # the texts citations slice, read from Milvus
+    questions = [json.loads(line)["question"] for line in DEV.read_text(encoding="utf-8").splitlines() if line.strip()]
+    questions += ["惠山区美育工作有什么安排", "What is the target coverage of inclusive kindergartens?", "江阴市今年打算新建几所公办幼儿园？"]
+    assert _answers(rep, questions) == _answers(writer, questions)
+    assert replica.refresh(rep) is None  # nothing committed since
+
+    writer, _ = writer.add([("某县.txt", COUNTY.encode())])
+    assert "某县" not in rep.index.docs
+    rep = replica.refresh(rep)
+    assert rep is not None and "某县" in rep.index.docs and rep.sources["某县"] == writer.sources["某县"]
+    assert _answers(rep, ["某县新增学位多少", "托育服务覆盖率"]) == _answers(writer, ["某县新增学位多少", "托育服务覆盖率"])
+    writer = writer.remove("某县")
+    rep = replica.refresh(rep)
+    assert "某县" not in rep.index.docs and rep.ask("某县新增学位多少")["passages"][0]["citation"]["doc_id"] != "某县"
+
+    with pytest.raises(ReadOnly, match="read replica"):
+        rep.add([("某镇.txt", COUNTY.replace("某县", "某镇").encode())])
+    with pytest.raises(ReadOnly):
+        rep.remove("001_c94d74ce0abaca2b")
+    assert not (tmp_path / "replica").exists()

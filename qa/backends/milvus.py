@@ -43,7 +43,8 @@ _clients: dict[tuple, "MilvusIndex"] = {}
 _clients_lock = threading.Lock()
 BATCH = 256
 MAX_LIMIT = 16384  # Milvus' largest topk
-SCHEMA = "qa-milvus/3"  # chunks (+ tokens) + sentence windows + documents (+ metadata); bump when the layout changes
+SCHEMA = "qa-milvus/4"  # chunks (+ tokens) + sentence windows + documents (+ metadata, texts) + version; bump when the layout changes
+TEXT_PART = 16_000  # characters of a document's text per row (at most 48 kB of UTF-8: inside VARCHAR's 65,535 bytes)
 # windows searched: 3 per dense candidate, and at least 3,000, as the embedded store (3 x DENSE_CANDIDATES in
 # qa/retrieval.py): a small library has all its windows scored, whatever k the retriever asks for
 WINDOWS_PER_CHUNK, MIN_WINDOWS = 3, 3000
@@ -107,6 +108,8 @@ class MilvusIndex:
         self.uri, self.collection, self.dim = uri, collection, dim
         self.docs_collection = collection + "_docs"
         self.windows_collection = collection + "_windows"
+        self.texts_collection = collection + "_texts"  # each document's decoded text: what citations slice
+        self.kb_collection = collection + "_kb"  # one row: the version of the knowledge base (the writer's generation)
         self.local = not uri.startswith(("http://", "https://", "tcp://", "grpc://"))
         self.index_type = index_type or ("FLAT" if self.local else "HNSW")
         self.analyzer = analyzer
@@ -149,13 +152,30 @@ class MilvusIndex:
     def _outdated(self) -> bool:
         """Some collection exists but was made with another layout (or one is missing)."""
         c = self.client
-        names = (self.collection, self.windows_collection, self.docs_collection)
+        names = self._names
         present = [n for n in names if c.has_collection(n)]
         if not present:
             return False
         if len(present) < len(names):
             return True
         return any((c.describe_collection(n).get("description") or "") != self.layout for n in names)
+
+    @property
+    def _names(self) -> tuple[str, ...]:
+        return (self.collection, self.windows_collection, self.docs_collection, self.texts_collection, self.kb_collection)
+
+    def _small(self, name: str, key: str, fields) -> None:
+        """A small collection keyed by a VARCHAR `key` (Milvus wants a vector field in every collection)."""
+        from pymilvus import DataType, MilvusClient
+
+        s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False, description=self.layout)
+        s.add_field(key, DataType.VARCHAR, is_primary=True, max_length=600)
+        for args in fields:
+            s.add_field(*args[:2], **args[2] if len(args) > 2 else {})
+        s.add_field("v", DataType.FLOAT_VECTOR, dim=2)
+        ip = self.client.prepare_index_params()
+        ip.add_index("v", index_type="FLAT", metric_type="L2")
+        self.client.create_collection(name, schema=s, index_params=ip)
 
     def ensure(self, dim: int) -> None:
         from pymilvus import DataType, Function, FunctionType, MilvusClient
@@ -213,7 +233,12 @@ class MilvusIndex:
             ip = c.prepare_index_params()
             ip.add_index("v", index_type="FLAT", metric_type="L2")
             c.create_collection(self.docs_collection, schema=s, index_params=ip)
-        for name in (self.collection, self.windows_collection, self.docs_collection):
+        if not c.has_collection(self.texts_collection):
+            self._small(self.texts_collection, "id", [("doc_id", DataType.VARCHAR, {"max_length": 256}),
+                                                       ("part", DataType.INT64), ("text", DataType.VARCHAR, {"max_length": 65535})])
+        if not c.has_collection(self.kb_collection):
+            self._small(self.kb_collection, "key", [("value", DataType.VARCHAR, {"max_length": 4096})])
+        for name in self._names:
             c.load_collection(name)
 
     # ------------------------------------------------------------ writes
@@ -232,10 +257,12 @@ class MilvusIndex:
             it.close()
         return out
 
-    def sync(self, data) -> dict:
+    def sync(self, data, texts=None) -> dict:
         """Make the collection hold exactly the generation's documents: documents whose sha256
-        differs are replaced (delete by doc_id, insert their chunks), documents not in the
-        generation are deleted. Vectors come from the generation: nothing is re-embedded."""
+        differs are replaced (delete by doc_id, insert their chunks and their decoded text, from
+        `texts`: a dict, or a function of the doc_ids that returns one), documents not in the generation are deleted; then the knowledge base's
+        version becomes the generation's name (what replicas poll). Vectors come from the
+        generation: nothing is re-embedded."""
         from ..lexical import bigrams
         from ..retrieval import _date
 
@@ -277,15 +304,42 @@ class MilvusIndex:
                     self.client.insert(self.windows_collection, windows[k : k + BATCH])
                 docs = [{"doc_id": d, "sha256": want[d], "chunks": int(data.docs[d].get("chunks", 0)),
                          "meta": json.dumps(data.docs[d], ensure_ascii=False), "v": [0.0, 0.0]} for d in changed]
+                got = texts(changed) if callable(texts) else {d: (texts or {})[d] for d in changed if d in (texts or {})}
+                parts = [{"id": f"{d}#{n}", "doc_id": d, "part": n, "text": t[a : a + TEXT_PART], "v": [0.0, 0.0]}
+                         for d in changed if (t := got.get(d)) is not None
+                         for n, a in enumerate(range(0, max(1, len(t)), TEXT_PART))]
+                for k in range(0, len(parts), BATCH):
+                    self.client.insert(self.texts_collection, parts[k : k + BATCH])
                 for k in range(0, len(docs), BATCH):
                     self.client.upsert(self.docs_collection, docs[k : k + BATCH])
+            version = getattr(getattr(data, "path", None), "name", None)
+            if version and (gone or changed or self.version() != version):
+                self.client.upsert(self.kb_collection, [{"key": "version", "value": version, "v": [0.0, 0.0]}])
             return {"upserted": changed, "deleted": gone}
+
+    def version(self) -> str | None:
+        """The knowledge base's version (the generation last synced), None before the first sync:
+        one primary-key lookup, cheap enough to poll."""
+        try:
+            r = self.client.get(self.kb_collection, ids=["version"], output_fields=["value"])
+        except Exception:  # no collection yet (nothing synced), or the server is away: no version
+            return None
+        return r[0]["value"] if r else None
+
+    def texts(self, doc_ids: list[str] | None = None) -> dict[str, str]:
+        """doc_id -> the document's decoded text, as synced (what a replica slices citations from)."""
+        expr = 'doc_id != ""' if doc_ids is None else f"doc_id in [{', '.join(_lit(d) for d in doc_ids)}]"
+        parts: dict[str, list] = {}
+        for r in self._all(self.texts_collection, ["doc_id", "part", "text"], expr):
+            parts.setdefault(r["doc_id"], []).append((r["part"], r["text"]))
+        return {d: "".join(t for _, t in sorted(ps)) for d, ps in parts.items()}
 
     def remove(self, doc_ids: list[str]) -> None:
         for k in range(0, len(doc_ids), 100):
             part = doc_ids[k : k + 100]
             expr = f"doc_id in [{', '.join(_lit(d) for d in part)}]"
             self.client.delete(self.docs_collection, filter=expr)
+            self.client.delete(self.texts_collection, filter=expr)
             self.client.delete(self.windows_collection, filter=expr)
             self.client.delete(self.collection, filter=expr)
 
@@ -318,6 +372,32 @@ class MilvusIndex:
             rows += sorted(part, key=lambda r: (r["start"], r["end"]))
         chunks = [Chunk(**{k: r[k] for k in CHUNK_FIELDS}) for r in rows]
         return chunks, [json.loads(r["tokens"]) for r in rows], docs
+
+    def snapshot(self, dim: int):
+        """What the collection holds as an index.IndexData, for a replica that keeps no
+        generation of its own: the chunks (by document id, then offset, as a generation lays
+        them out), their tokens and the documents' metadata, with the lexical statistics the
+        retriever's ceilings, IDF and no-answer vocabulary need computed from those tokens
+        (the same counts the writer's generation holds). No vectors: the dense signal is Milvus'."""
+        from pathlib import Path
+
+        from ..index import IndexData, Lexical, _rows
+        from ..lexical import bigrams
+        from ..library import Library
+
+        version = self.version()
+        chunks, tokens, docs = self.records()
+        order = sorted(range(len(chunks)), key=lambda i: (chunks[i].doc_id, chunks[i].start, chunks[i].end))
+        chunks, tokens = [chunks[i] for i in order], [tokens[i] for i in order]
+        docs = {d: docs[d] for d in sorted(docs)}
+        words = Lexical.count(tokens)
+        grams = Lexical.count(bigrams(c.text) for c in chunks)
+        none = np.zeros((0, dim), dtype=np.float32)
+        manifest = {"version": version, "store": "milvus", "chunks": len(chunks), "documents": len(docs)}
+        data = IndexData(Path(f"milvus-{version or 'empty'}"), manifest, chunks, tokens, docs, Library(), none, none,
+                         np.zeros(0, dtype=np.int64), None, None, words.bm25(), grams.bm25(), lex=(words, grams))
+        data.rows = _rows(chunks)
+        return data
 
     def count(self) -> int:
         r = self.client.query(self.collection, filter="", output_fields=["count(*)"])
@@ -408,6 +488,6 @@ class MilvusIndex:
                 server_manager_instance.release_server(self.uri)
 
     def drop(self) -> None:
-        for name in (self.collection, self.windows_collection, self.docs_collection):
+        for name in self._names:
             if self.client.has_collection(name):
                 self.client.drop_collection(name)
