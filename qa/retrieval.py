@@ -129,6 +129,9 @@ class Signals:
     rows: np.ndarray | None = None
     sample: np.ndarray | None = None  # cosines of a fixed sample of chunks: the question's cosine distribution
     ceilings: tuple[float, float] | None = None  # the most the question's words / bigrams can score in one chunk
+    # features that need no vector, computed while the question is encoded (None: computed when asked for)
+    unknown: tuple[float, list[str]] | None = None
+    domain: float | None = None
 
 
 @dataclass
@@ -387,23 +390,32 @@ class Retriever:
         verdict = self.scope.check(parse(resolved))
         query = verdict.query
         content = self.content_query(query, verdict)
-        lex_tokens, q_bigrams = self.lexical_query(content)
-        if self.options.scope_query == "mean" and content is not query:
-            q2 = self.embedder.encode_queries([query.text, content.text])
-            q = q2.sum(axis=0, keepdims=True)
-            q = (q / np.linalg.norm(q)).astype(np.float32)
+        mean = self.options.scope_query == "mean" and content is not query
+        exact = self.remote is None and self.exact
+        texts = [query.text, content.text] if mean else [(content if self.options.scope_query in ("both",) else query).text]
+        beside = getattr(self.embedder, "encode_queries_beside", None)
+        if beside is not None:  # the side that needs no vector runs while the question is encoded
+            q, side = beside(texts, self._vector_free, query, content, exact)
         else:
-            q = self.embedder.encode_queries([(content if self.options.scope_query in ("both",) else query).text])
+            side = self._vector_free(query, content, exact)
+            q = self.embedder.encode_queries(texts)
+        lex_tokens, q_bigrams, unknown, domain, lexical, bigram, ceilings = side
+        if mean:
+            q = q.sum(axis=0, keepdims=True)
+            q = (q / np.linalg.norm(q)).astype(np.float32)
         if self.adapter is not None:
             q = self.adapter.apply(q)
-        if self.remote is not None:
-            return self._remote_signals(question, resolved, verdict, query, lex_tokens, q_bigrams, q, filters)
-        if not self.exact:
-            return self._candidate_signals(question, resolved, verdict, query, lex_tokens, q_bigrams, q,
-                                           self._allowed(filters, per_doc=True) if filters else None)
-        n = len(self.chunks)
+        if not exact:
+            if self.remote is not None:
+                sig = self._remote_signals(question, resolved, verdict, query, lex_tokens, q_bigrams, q, filters)
+            else:
+                sig = self._candidate_signals(question, resolved, verdict, query, lex_tokens, q_bigrams, q,
+                                              self._allowed(filters, per_doc=True) if filters else None)
+            sig.unknown, sig.domain = unknown, domain
+            return sig
         # dense scores of the best DENSE_CANDIDATES chunks (all of them at the seeds' size); the
         # rest get the lowest score retrieved, so min-max fusion puts them at the bottom
+        n = len(self.chunks)
         k = min(n, DENSE_CANDIDATES)
         D, I = self.data.dense.search(q, k)
         found = I[0] >= 0
@@ -416,11 +428,21 @@ class Retriever:
             best_window = np.full(n, -1.0, dtype=np.float32)
             np.maximum.at(best_window, self.data.window_owner[Iw[0][ok]], Dw[0][ok])
             dense = np.maximum(dense, best_window)
-        zeros = np.zeros(n, dtype=np.float32)
-        lexical = np.asarray(self.data.bm25.get_scores(lex_tokens), dtype=np.float32) if lex_tokens else zeros
-        bigram = np.asarray(self.data.bm25_bigrams.get_scores(q_bigrams), dtype=np.float32) if q_bigrams else zeros
         return Signals(question, resolved, query, verdict, lex_tokens, dense, lexical, bigram,
-                       ceilings=self._ceilings(lex_tokens, q_bigrams))
+                       ceilings=ceilings, unknown=unknown, domain=domain)
+
+    def _vector_free(self, query: Query, content: Query, exact: bool) -> tuple:
+        """What a question's signals need that does not depend on its vector: the lexical query, the
+        unknown words and domain features, and (every chunk scored) both BM25 passes."""
+        lex_tokens, q_bigrams = self.lexical_query(content)
+        unknown, domain = self.unknown_words(query), self.domain(lex_tokens)
+        lexical = bigram = ceilings = None
+        if exact:
+            zeros = np.zeros(len(self.chunks), dtype=np.float32)
+            lexical = np.asarray(self.data.bm25.get_scores(lex_tokens), dtype=np.float32) if lex_tokens else zeros
+            bigram = np.asarray(self.data.bm25_bigrams.get_scores(q_bigrams), dtype=np.float32) if q_bigrams else zeros
+            ceilings = self._ceilings(lex_tokens, q_bigrams)
+        return lex_tokens, q_bigrams, unknown, domain, lexical, bigram, ceilings
 
     def _candidate_signals(self, question, resolved, verdict, query, lex_tokens, q_bigrams, q, lut) -> "Signals":
         data = self.data
@@ -554,7 +576,7 @@ class Retriever:
             allowed = allowed & (sig.rows >= 0)
         dense = np.sort(sig.dense[allowed])[::-1] if allowed.any() else np.zeros(1, dtype=np.float32)
         spread = dense if sig.sample is None else sig.sample  # the question's own cosine distribution
-        unknown, words = self.unknown_words(sig.query)
+        unknown, words = sig.unknown if sig.unknown is not None else self.unknown_words(sig.query)
         return {
             "top_cosine": float(dense[0]),
             "cosine_margin": float(dense[0] - dense[min(9, len(dense) - 1)]),
@@ -564,7 +586,7 @@ class Retriever:
             "unknown": unknown,
             # the earlier hand-calibrated rule as one input: a noun the corpus never uses, unless the match is close
             "unknown_noun": 1.0 if unknown >= 0.2 and float(dense[0]) < 0.90 else 0.0,
-            "domain": self.domain(sig.lex_tokens),
+            "domain": sig.domain if sig.domain is not None else self.domain(sig.lex_tokens),
             "english": 1.0 if sig.query.language == "en" else 0.0,
             # how far the best passage's cosine is below the top one (the signals disagree on it)
             "dense_gap": float(sig.dense[at] - dense[0]) if at is not None else 0.0,
