@@ -99,6 +99,13 @@ class Service:
         data = Store(self.settings).remove(self.embedder, doc_id, live=self.index, progress=progress)
         return Service.over(self.settings, self.embedder, data, previous=self)
 
+    def quarantine(self, bad: dict[str, str]) -> "Service":
+        """Uploads whose original went bad while serving (doc_id -> why) taken out and listed."""
+        from .store import Store
+
+        data = Store(self.settings).quarantine(self.embedder, bad, live=self.index)
+        return self if data is self.index else Service.over(self.settings, self.embedder, data, previous=self)
+
     @property
     def quarantined(self) -> dict[str, str]:
         return dict(getattr(self.index.library, "quarantined", {}) or {})

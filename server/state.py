@@ -9,6 +9,8 @@ from qa.errors import NotReady, QAError
 
 RECHECK_S = 2.0  # how often a request may look for a generation committed by another process
 WATCH_S = 0.5  # how often the watcher looks at the CURRENT pointer (one stat) for another process's commit
+REPLICA_S = 2.0  # how often a read replica asks Milvus for the knowledge base's version (one primary-key lookup)
+ORIGINALS_S = 30.0  # how often the uploads' originals are looked at (one stat each; read again only when changed)
 
 
 class State:
@@ -94,12 +96,21 @@ class State:
         _release_memory()
         return True
 
-    def watch(self, stop: threading.Event, interval: float = WATCH_S) -> None:
+    def watch(self, stop: threading.Event, interval: float = WATCH_S, originals_every: float = ORIGINALS_S) -> None:
         """Follow commits of other processes (`qa add` while serving) as they happen, not when the
-        next request arrives: one stat of the CURRENT pointer every `interval` seconds."""
+        next request arrives: one stat of the CURRENT pointer every `interval` seconds. Every
+        `originals_every` seconds, uploads whose original went bad (edited, garbled, deleted) are
+        quarantined. A read replica follows the writer through Milvus instead."""
+        if getattr(self.settings, "replica", False):
+            return self._watch_replica(stop)
         pointer = self.settings.index_dir / "CURRENT"
         seen = None
+        originals: dict = {}
+        next_originals = time.monotonic() + originals_every
         while not stop.wait(interval):
+            if time.monotonic() >= next_originals:
+                next_originals = time.monotonic() + originals_every
+                self._check_originals(originals)
             try:
                 st = pointer.stat()
             except OSError:
@@ -115,6 +126,41 @@ class State:
                 from qa.log import log
 
                 log.warning("could not follow the new index generation: %s", e)
+
+    def _check_originals(self, seen: dict) -> None:
+        from qa.log import log
+        from qa.store import Store
+
+        svc = self.service
+        if svc is None or self.writing.locked():
+            return
+        try:
+            bad = Store(self.settings).watch_originals(svc.index.library, seen)
+            if not bad:
+                return
+            with self.writing:
+                if self.service is svc:
+                    self.swap(svc.quarantine(bad))
+        except Exception as e:  # never let the watcher die
+            log.warning("could not check the uploads' originals: %s", e)
+
+    def _watch_replica(self, stop: threading.Event) -> None:
+        from qa import replica
+        from qa.log import log
+
+        while not stop.wait(REPLICA_S):
+            svc = self.service
+            if svc is None:
+                continue
+            try:
+                new = replica.refresh(svc)
+            except Exception as e:  # Milvus away for a moment: keep serving what we have
+                log.warning("could not follow the knowledge base in Milvus: %s", e)
+                continue
+            if new is not None and self.service is svc:
+                self.swap(new)
+                log.info("following the writer (knowledge base %s): %d documents, %d passages",
+                         new.index.manifest.get("version"), len(new.index.docs), len(new.index.chunks))
 
     def swap(self, new) -> None:
         self.service = new

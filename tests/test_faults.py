@@ -195,6 +195,29 @@ def test_an_original_that_goes_bad_while_serving_is_noticed_and_quarantined(kb, 
     assert set(svc.quarantined) == {"某县", "某镇"}
 
 
+def test_the_server_quarantines_an_original_that_goes_bad_while_it_runs(kb):
+    """The server's watcher round (tested directly: in a server it runs every ORIGINALS_S)."""
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+
+    s, data = kb
+    with TestClient(create_app(s, background=False)) as c:
+        state, seen = c.app.state.qa, {}
+        state._check_originals(seen)
+        assert c.get("/healthz").json()["status"] == "ready"
+        _blob(s, data).write_bytes(COUNTY.replace("1200", "9999").encode())
+        state._check_originals(seen)
+        h = c.get("/healthz").json()
+        assert h["status"] == "degraded" and h["quarantined"] == 1 and "changed on disk" in " ".join(h["reasons"])
+        listed = {d["doc_id"]: d for d in c.get("/documents").json()}
+        assert listed["某县"]["status"] == "quarantined" and len(listed) == 6
+        body = c.post("/ask", json={"question": "某县新增学位多少"}).json()
+        assert all(p["citation"]["doc_id"] != "某县" for p in body["passages"])
+        r = c.post("/documents", files={"file": ("某县.txt", COUNTY.encode())}, headers={"X-API-Key": "fault-key-1"})
+        assert r.status_code == 200 and c.get("/healthz").json()["status"] == "ready"
+
+
 def test_qa_add_remove_and_index_work_with_a_missing_original(kb, embedder):
     s, data = kb
     _blob(s, data).unlink()

@@ -261,3 +261,39 @@ def test_a_stateless_replica_serves_what_the_writer_commits(tmp_path, embedder):
     with pytest.raises(ReadOnly):
         rep.remove("001_c94d74ce0abaca2b")
     assert not (tmp_path / "replica").exists()
+
+
+def test_a_replica_server_follows_the_writer_and_refuses_uploads(tmp_path, embedder, monkeypatch):
+    """`qa serve` as a read replica (the app, its watcher polling Milvus) next to a writer."""
+    import shutil
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from qa.service import Service
+    from server import state as state_mod
+    from server.app import create_app
+
+    monkeypatch.setattr(state_mod, "REPLICA_S", 0.2)
+    uri = str(tmp_path / "kb.db")
+    shutil.copytree(TEST_DATA / "index", tmp_path / "writer" / "index")
+    writer = Service.load(Settings(data_dir=tmp_path / "writer", model_cache=TEST_DATA / "models", store="milvus",
+                                   milvus_uri=uri), embedder=embedder)
+    rs = Settings(data_dir=tmp_path / "replica", model_cache=TEST_DATA / "models", store="milvus", milvus_uri=uri,
+                  replica=True, api_key="replica-key-1")
+    with TestClient(create_app(rs, background=False)) as c:
+        assert c.get("/healthz").json()["documents"] == 5
+        writer, _ = writer.add([("某县.txt", COUNTY.encode())])
+        deadline = time.monotonic() + 30
+        while "某县" not in {d["doc_id"] for d in c.get("/documents").json()} and time.monotonic() < deadline:
+            time.sleep(0.1)
+        body = c.post("/ask", json={"question": "某县新增学位多少"}).json()
+        assert body["passages"][0]["citation"]["doc_id"] == "某县"
+        cited = body["passages"][0]["citation"]
+        got = c.get(f"/documents/某县?start={cited['start']}&end={cited['end']}").json()
+        assert got["text"] == writer.sources["某县"][cited["start"] : cited["end"]]
+        r = c.post("/documents", files={"file": ("某镇.txt", COUNTY.encode())}, headers={"X-API-Key": "replica-key-1"})
+        assert r.status_code == 409 and "read replica" in r.json()["error"]["message"], r.text
+        r = c.delete("/documents/某县", headers={"X-API-Key": "replica-key-1"})
+        assert r.status_code == 409
+    assert not (tmp_path / "replica").exists()
