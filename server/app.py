@@ -47,7 +47,9 @@ def create_app(settings=None, background: bool = True, progress: bool | None = N
     app = FastAPIOffline(title="policy-qa", summary="Cited passages from Chinese education policy documents",
                          version="0.1.0", lifespan=lifespan)
     app.state.qa = state
-    # added innermost first: the body limit, the guard (key before any body is read), CORS, security headers
+    # added innermost first: /ask's fast path, the body limit, the guard (key before any body is read), CORS,
+    # security headers
+    app.add_middleware(ask.AskFastPath, state=state)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes,
                        timeout=settings.body_timeout_s)
     app.add_middleware(Guard, settings=settings, state=state)
