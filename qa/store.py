@@ -380,7 +380,7 @@ class Store:
                 and previous.docs[d.doc_id]["sha256"] != d.sha256 for d in docs)
             with stage(f"indexing {len(docs)} documents into {self.index_dir}"):
                 data = tx.commit(embedder, progress=progress, docs=docs, previous=None if rebuild else previous,
-                                 keep_previous=not seeds_changed and not rebuild)
+                                 keep_previous=not seeds_changed and not rebuild, reuse=not rebuild)
         texts.update({d.doc_id: d.text for d in docs})
         return Opened(data, texts)
 
@@ -519,7 +519,10 @@ class Transaction:
         return [docs[k] for k in sorted(docs)]
 
     def commit(self, embedder, progress: bool | None = None, cancel=None, docs=None, previous=None,
-               keep_previous: bool = True):
+               keep_previous: bool = True, reuse: bool = True):
+        """Build the new generation and make it live. Unchanged documents are carried over from
+        `previous` (default: the live generation); `reuse=False` embeds every document again
+        (`qa index --rebuild`)."""
         from . import index as index_mod
 
         docs = self._docs() if docs is None else docs
@@ -528,7 +531,7 @@ class Transaction:
         chunked = {k: i.chunks for k, i in self.changed.items()}
         try:
             data = index_mod.stage(self.store.index_dir, embedder, docs, self.library,
-                                   previous=previous if previous is not None else self.live,
+                                   previous=None if not reuse else previous if previous is not None else self.live,
                                    progress=progress, chunked=chunked, cancel=cancel)
         except OSError as e:
             if e.errno in FULL:

@@ -66,9 +66,30 @@ def _ranking(svc: Service) -> list[list[tuple[str, float]]]:
              for p in svc.ask(q, top_k=10)["passages"]] for q in QUESTIONS]
 
 
-def test_incremental_writes_build_what_a_rebuild_builds(library, embedder):
-    s = library
-    svc = Service.load(s, embedder=embedder)
+class OneByOne:
+    """The embedder, one passage per call: int8 activations are quantised per batch, so a passage's
+    vector depends a little on the passages batched with it (cosine ≥ 0.99, not bit for bit); one
+    at a time, what a write embeds is what a rebuild embeds, so the two can be compared exactly."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def encode_passages(self, texts, stage=None, **kw):
+        out = []
+        for t in texts:
+            out.append(np.asarray(self.inner.encode_passages([t], **kw), dtype=np.float32).reshape(1, -1))
+            if stage is not None:
+                stage.advance(1)
+        return np.concatenate(out) if out else np.zeros((0, self.inner.dim), dtype=np.float32)
+
+
+def test_incremental_writes_build_what_a_rebuild_builds(tmp_path, embedder):
+    s = Settings(data_dir=tmp_path, model_cache=TEST_DATA / "models")
+    embedder = OneByOne(embedder)
+    svc = Service.load(s, embedder=embedder)  # the seeds, embedded one passage at a time
     svc, _ = svc.add([(f"c{i}.txt", county(i)) for i in range(3)])  # several at once
     for i in range(3, 6):  # one at a time
         svc, _ = svc.add([(f"c{i}.txt", county(i))])
@@ -95,8 +116,9 @@ def test_incremental_writes_build_what_a_rebuild_builds(library, embedder):
     assert weights(full.bm25_bigrams) == weights(inc.bm25_bigrams)
     assert set(full.bm25.vocab_dict) == set(inc.bm25.vocab_dict)
     assert np.array_equal(full.window_owner, inc.window_owner)
-    # the vectors of a rebuild are embedded again, in other batches: equal up to the last bits
-    assert np.allclose(full.vectors, inc.vectors, atol=1e-5) and np.allclose(full.window_vectors, inc.window_vectors, atol=1e-5)
+    # a rebuild embeds every passage again: the same vectors
+    assert np.allclose(full.vectors, inc.vectors, atol=1e-6) and np.allclose(full.window_vectors, inc.window_vectors, atol=1e-6)
+    assert np.array_equal(full.segments[0]["docs"], sorted(full.docs)) and len(full.segments) == 1  # one segment
     again = _ranking(rebuilt)
     for a, b in zip(ranking, again):
         assert [x for x, _ in a] == [x for x, _ in b]
@@ -119,32 +141,59 @@ def test_a_write_reuses_rows_and_does_not_read_the_library_back(library, embedde
     assert np.array_equal(data2.vectors[rows[0] : rows[1]], data.vectors[lo:hi])
 
 
-def test_a_generation_of_the_older_layout_is_read_and_written_on_from(library, embedder):
-    """Generations written before the term counts were kept (bm25s' own files) still load,
-    and the next write counts their rows once."""
-    s = library
-    gen = index_mod.current_generation(s.index_dir)
-    old = index_mod.load(gen)
-    if old.lex is not None:
-        # turn the copied generation into one of the older layout: bm25s' own files instead of the
-        # term counts, with its manifest's checksums to match
-        manifest = json.loads((gen / "manifest.json").read_text())
-        files = {k: v for k, v in manifest["files"].items() if not k.startswith(("bm25/", "bm25_bigrams/"))}
-        for sub, tokens in (("bm25", old.tokens), ("bm25_bigrams", [bigrams(c.text) for c in old.chunks])):
-            shutil.rmtree(gen / sub)
+def _older_layout(data, gen, counts: bool) -> None:
+    """Write `data` as a generation of the older, single-folder layout (version 3): whole-library
+    files, and the term counts (`counts`) or, older still, bm25s' own files."""
+    import io
+
+    gen.mkdir()
+    files = {
+        "chunks.jsonl": "".join(json.dumps(c.to_dict(), ensure_ascii=False) + "\n" for c in data.chunks).encode(),
+        "tokens.jsonl": "".join(json.dumps(t, ensure_ascii=False) + "\n" for t in data.tokens).encode(),
+        "docs.json": json.dumps(data.docs, ensure_ascii=False).encode(),
+        "library.json": json.dumps(data.library.to_dict(), ensure_ascii=False).encode(),
+    }
+    for name, arr in (("vectors.npy", data.vectors), ("window_vectors.npy", data.window_vectors),
+                      ("window_owner.npy", data.window_owner)):
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        files[name] = buf.getvalue()
+    for name, body in files.items():
+        (gen / name).write_bytes(body)
+    for sub, rows in (("bm25", data.tokens), ("bm25_bigrams", [bigrams(c.text) for c in data.chunks])):
+        if counts:
+            index_mod.Lexical.count(rows).save(gen / sub)
+        else:
             ref = bm25s.BM25()
-            ref.index(tokens, show_progress=False)
+            ref.index(rows, show_progress=False)
             ref.save(str(gen / sub))
-            files.update({str(f.relative_to(gen)): file_sha256(f) for f in sorted((gen / sub).rglob("*")) if f.is_file()})
-        manifest["files"] = files
-        (gen / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
-        old = index_mod.load(gen)
-    assert old.lex is None
-    data, _ = manage.add(s, embedder, [("c1.txt", county(1))], progress=False)
-    assert data.lex is not None
+    manifest = {k: v for k, v in data.manifest.items() if k not in ("segments", "order", "files")}
+    manifest["index_version"] = "3"
+    manifest["files"] = {str(f.relative_to(gen)): file_sha256(f) for f in sorted(gen.rglob("*")) if f.is_file()}
+    (gen / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
+
+
+@pytest.mark.parametrize("counts", [True, False])
+def test_a_generation_of_the_older_layout_is_read_and_written_on_from(library, embedder, counts):
+    """Generations of the single-folder layout (version 3: with term counts, or with bm25s' own
+    files from before those) still load and serve, and the next write turns them into a segment."""
+    s = library
+    seeds = index_mod.load(index_mod.current_generation(s.index_dir))
+    gen = s.index_dir / "gen-20250101000000-1-1"
+    _older_layout(seeds, gen, counts)
+    (s.index_dir / "CURRENT").write_text(gen.name)
+    old = index_mod.load(gen)
+    assert old.segments is None and (old.lex is not None) == counts and old.chunks == seeds.chunks
+    svc = Service.load(s, embedder=embedder)
+    assert svc.index.path == gen  # current as it is: not rewritten at start
+    assert svc.ask("普惠性幼儿园覆盖率")["passages"][0]["citation"]["doc_id"] == "000_eaec54ca81dddf17"
+    data, _ = manage.add(s, embedder, [("c1.txt", county(1))], progress=False, live=svc.index)
+    assert data.lex is not None and len(data.segments) == 1 and set(data.segments[0]["docs"]) == set(data.docs)
+    assert np.array_equal(data.vectors[: len(seeds.vectors)], seeds.vectors)  # carried over, not embedded again
     ref = bm25s.BM25()
     ref.index(data.tokens, show_progress=False)
     assert weights(data.bm25) == weights(ref)
+    assert index_mod.load(data.path).chunks == data.chunks
 
 
 # ------------------------------------------------------------- segments
@@ -190,8 +239,9 @@ def test_a_write_writes_only_the_new_document_and_references_the_rest(library, e
     assert disk.chunks == svc.index.chunks and np.array_equal(disk.vectors, svc.index.vectors)
 
 
-def test_segments_merge_and_deleted_rows_go_and_it_is_still_what_a_rebuild_builds(library, embedder, monkeypatch):
-    s = library
+def test_segments_merge_and_deleted_rows_go_and_it_is_still_what_a_rebuild_builds(tmp_path, embedder, monkeypatch):
+    s = Settings(data_dir=tmp_path, model_cache=TEST_DATA / "models")
+    embedder = OneByOne(embedder)
     monkeypatch.setattr(index_mod, "MERGE_FACTOR", 3)
     svc = Service.load(s, embedder=embedder)
     for i in range(7):
