@@ -642,21 +642,22 @@ class Lexical:
         lengths = np.bincount(row, weights=tf.data, minlength=n).astype(np.int64)  # len(tokens) of each row
         avg = lengths.mean() if n else np.float64(0)
         df = np.bincount(tf.indices, minlength=n_vocab)
-        idf = np.zeros(n_vocab, dtype=np.float32)
-        for k in np.unique(df):  # math.log, as bm25s computes it, once per distinct document frequency
-            if k:
-                idf[df == k] = math.log(1 + (n - int(k) + 0.5) / (int(k) + 0.5))
+        # math.log, as bm25s computes it, once per distinct document frequency, spread in one pass
+        distinct, which = np.unique(df, return_inverse=True)
+        logs = np.array([math.log(1 + (n - int(k) + 0.5) / (int(k) + 0.5)) if k else 0.0 for k in distinct.tolist()],
+                        dtype=np.float64).astype(np.float32)
+        idf = logs[which] if n_vocab else np.zeros(0, dtype=np.float32)
         t = tf.data.astype(np.float32).astype(np.float64)
         norm = K1 * ((1 - B) + B * lengths[row].astype(np.float64) / avg)
         weights = (idf[tf.indices].astype(np.float64) * (t / (norm + t))).astype(np.float32)
         csc = sp_csc(weights, tf.indices, tf.indptr, (n, n_vocab))
         model = bm25s.BM25(k1=K1, b=B, method="lucene")
         model.scores = {"data": csc[0], "indices": csc[1], "indptr": csc[2], "num_docs": n}
-        vocab = dict(self.ids)
+        vocab = dict(self.ids)  # token -> column, 0 … n_vocab - 1
         if "" not in vocab:
-            vocab[""] = max(vocab.values()) + 1 if vocab else 0
+            vocab[""] = n_vocab
         model.vocab_dict = vocab
-        model.unique_token_ids_set = set(vocab.values())
+        model.unique_token_ids_set = set(range(len(vocab)))
         model.nonoccurrence_array = None
         return model
 

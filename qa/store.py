@@ -36,6 +36,7 @@ from pathlib import Path
 from .errors import DiskFull, NotFound, QAError
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
+WRITING = ".writing"  # in the documents folder while a transaction has staged originals it has not committed
 
 
 # ------------------------------------------------------------ file writes
@@ -385,7 +386,7 @@ class Store:
         return Opened(data, texts)
 
     # ---------------------------------------------------------------- commit
-    def commit_built(self, staged: Path, library, keep_previous: bool | Path = True) -> Path:
+    def commit_built(self, staged: Path, library, keep_previous: bool | Path = True, dropped: set[str] | None = None) -> Path:
         """Make a staged generation live: rename it into place, then switch CURRENT (the
         one commit point), then mirror the library and collect garbage."""
         gen = self.index_dir / staged.name.removeprefix(".tmp-")
@@ -412,13 +413,15 @@ class Store:
                          else library.to_json())
         except (OSError, QAError) as e:
             _say(f"could not update the library mirror ({e})")
-        self.gc(library)
+        self.gc(library, dropped)
         return gen
 
-    def gc(self, library=None) -> None:
+    def gc(self, library=None, dropped: set[str] | None = None) -> None:
         """Delete generations other than CURRENT and PREVIOUS (and those whose segments they
         serve), staged folders and temporary files of dead writers, and originals the live
-        library does not refer to. Call under the writer lock."""
+        library does not refer to: every such original when `dropped` is None or a writer died
+        while staging one (its WRITING mark is still there), else only those in `dropped`
+        (the files this write replaced or removed). Call under the writer lock."""
         from . import index as index_mod
 
         keep: set[str] = set()
@@ -438,11 +441,17 @@ class Store:
                     p.unlink(missing_ok=True)
         if library is None or not self.docs_dir.is_dir():
             return
-        wanted = {e["file"] for e in library.uploads.values()} | {"library.json"}
-        for name in set(os.listdir(self.docs_dir)) - wanted:  # names only: a stat for the garbage alone
+        mark = self.docs_dir / WRITING
+        if dropped is None or mark.exists():
+            wanted = {e["file"] for e in library.uploads.values()} | {"library.json"}
+            garbage = set(os.listdir(self.docs_dir)) - wanted  # names only: a stat for the garbage alone
+        else:
+            garbage = set(dropped) - {e["file"] for e in library.uploads.values()}
+        for name in garbage:
             p = self.docs_dir / name
             if p.is_file():
                 p.unlink(missing_ok=True)
+        mark.unlink(missing_ok=True)
 
     def stage_blob(self, data: bytes, ext: str) -> tuple[str, bool]:
         """Write an original once, named by its content hash: (file name, whether it is new)."""
@@ -457,6 +466,7 @@ class Store:
                     return name, False
             except OSError:
                 pass
+        (self.docs_dir / WRITING).touch()  # a writer killed from here on leaves it: the next commit sweeps
         atomic_write(final, data)
         return name, True
 
@@ -467,6 +477,7 @@ class Transaction:
         self.changed: dict[str, object] = {}  # doc_id -> Ingested
         self.deleted: set[str] = set()
         self.new_blobs: list[Path] = []
+        self.had_mark: bool | None = None  # whether a WRITING mark was there before this transaction staged anything
         self.committed = False
 
     def put(self, item) -> str:
@@ -475,6 +486,8 @@ class Transaction:
         quarantined = item.doc_id in self.library.quarantined
         if old and old.get("sha256") == item.document.sha256 and not quarantined:
             return "unchanged"
+        if self.had_mark is None:
+            self.had_mark = (self.store.docs_dir / WRITING).exists()
         name, new = self.store.stage_blob(item.data, item.ext)
         if new:
             self.new_blobs.append(self.store.docs_dir / name)
@@ -512,9 +525,12 @@ class Transaction:
         lib = self.library
         if self.live is None:  # nothing to carry over: read the library's originals
             docs = {d.doc_id: d for d in load_documents(self.store.settings, lib) if d.doc_id not in self.changed}
-        else:
-            docs = {k: index_mod.Kept(k, m) for k, m in self.live.docs.items()
-                    if k not in self.changed and k not in self.deleted and k not in lib.quarantined}
+        else:  # the live generation's documents are in doc_id order already: the changed ones are merged in
+            skip = set(self.changed) | self.deleted | set(lib.quarantined)
+            Kept = index_mod.Kept
+            kept = [Kept(k, m) for k, m in self.live.docs.items() if k not in skip] if skip else \
+                [Kept(k, m) for k, m in self.live.docs.items()]
+            return sorted(kept + [i.document for i in self.changed.values()], key=lambda d: d.doc_id)
         docs.update({k: i.document for k, i in self.changed.items()})
         return [docs[k] for k in sorted(docs)]
 
@@ -525,6 +541,7 @@ class Transaction:
         (`qa index --rebuild`)."""
         from . import index as index_mod
 
+        sweep = docs is not None  # a repair: every original is looked at, not only this write's
         docs = self._docs() if docs is None else docs
         if not docs:
             raise QAError("cannot remove the last document: the corpus would be empty")
@@ -538,7 +555,10 @@ class Transaction:
                 raise _full(e, self.store.index_dir) from None
             raise
         source = previous if previous is not None else self.live  # a generation known to load: the fallback
-        gen = self.store.commit_built(data.path, self.library, keep_previous=source.path if keep_previous and source else False)
+        old = source.library.uploads if source is not None else {}
+        dropped = None if sweep or source is None else {old[k]["file"] for k in (*self.changed, *self.deleted) if k in old}
+        gen = self.store.commit_built(data.path, self.library, keep_previous=source.path if keep_previous and source else False,
+                                      dropped=dropped)
         self.committed = True
         data.path = gen  # what was just written, as written: nothing is read back
         self.store.sync_remote(data, {d.doc_id: d.text for d in docs if getattr(d, "text", None) is not None})
@@ -549,3 +569,5 @@ class Transaction:
         for p in self.new_blobs:
             p.unlink(missing_ok=True)
         self.new_blobs.clear()
+        if self.had_mark is False:  # this transaction's mark (a dead writer's stays for the next commit's sweep)
+            (self.store.docs_dir / WRITING).unlink(missing_ok=True)
