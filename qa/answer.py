@@ -31,17 +31,17 @@ def _sentences(text: str) -> tuple[tuple[str, frozenset, frozenset], ...]:
     return tuple((s, frozenset(tokenize(s)), frozenset(_bigrams(s))) for s in sents if s)
 
 
-def highlight(retriever: Retriever, question: str, q_tokens: list[str], text: str) -> str:
-    """The sentence (or two adjacent ones) of `text` that best answers the question."""
+def highlight(retriever: Retriever, question: str, q_tokens: list[str], text: str, _question: tuple | None = None) -> str:
+    """The sentence (or two adjacent ones) of `text` that best answers the question.
+    `_question`: what `_question_features` gives, when one question highlights several passages."""
     feats = _sentences(text)
     if not feats:
         return text[:MAX_HIGHLIGHT]
     sents = [f[0] for f in feats]
-    q_set = set(q_tokens)
-    q_bi = _bigrams(question)
+    q_set, q_idf, q_bi = _question if _question is not None else _question_features(retriever, question, q_tokens)
     best, best_score = 0, -1.0
     for i, (s, toks, bis) in enumerate(feats):
-        lex = sum(retriever.idf.get(t, retriever.default_idf) for t in q_set & toks)
+        lex = sum(q_idf[t] for t in q_set & toks)
         bi = len(q_bi & bis) / (len(q_bi) or 1)
         score = lex + 3.0 * bi - 0.002 * len(s)
         if score > best_score:
@@ -50,6 +50,12 @@ def highlight(retriever: Retriever, question: str, q_tokens: list[str], text: st
     if len(out) < 20 and best + 1 < len(sents):  # a bare heading: take the sentence that follows too
         out = out + sents[best + 1]
     return out if len(out) <= MAX_HIGHLIGHT else out[: MAX_HIGHLIGHT - 1] + "…"
+
+
+def _question_features(retriever: Retriever, question: str, q_tokens: list[str]) -> tuple[set, dict, set]:
+    """The question's side of highlighting, once per question: its tokens, their IDF, its bigrams."""
+    q_set = set(q_tokens)
+    return q_set, {t: retriever.idf.get(t, retriever.default_idf) for t in q_set}, _bigrams(question)
 
 
 def page_of(meta: dict | None, start: int, end: int) -> dict:
@@ -96,7 +102,8 @@ def answer(retriever: Retriever, question: str, top_k: int = 5, filters: dict | 
     t0 = time.perf_counter()
     result = retriever.search(question, top_k=top_k, filters=filters, history=history)
     asked = result.query.text if result.query else question
-    highlights = [highlight(retriever, asked, result.query_tokens, c.chunk.text) for c in result.candidates]
+    qf = _question_features(retriever, asked, result.query_tokens)
+    highlights = [highlight(retriever, asked, result.query_tokens, c.chunk.text, qf) for c in result.candidates]
     scale = retriever.max_score
     passages = []
     for rank, (c, h) in enumerate(zip(result.candidates, highlights), start=1):

@@ -24,7 +24,7 @@ import io
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from .errors import QAError
 
@@ -127,10 +127,20 @@ class Gazetteer:
     longest: int
     names: dict  # code -> full name
 
+    @cached_property
+    def starts(self) -> frozenset[str]:
+        """The first two characters of every name: a position whose two characters are not among
+        them starts no name (a name has at least two), and is skipped without a lookup."""
+        return frozenset(k[:2] for k in self.by_name if len(k) >= 2)
+
     def find(self, text: str) -> list[Place]:
         """Places named in `text`, longest match first, no overlaps."""
         out, i, n = [], 0, len(text)
+        starts = self.starts
         while i < n:
+            if text[i : i + 2] not in starts:
+                i += 1
+                continue
             hit = None
             for j in range(min(n, i + self.longest), i + 1, -1):
                 entries = self.by_name.get(text[i:j])
