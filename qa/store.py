@@ -386,7 +386,8 @@ class Store:
         return Opened(data, texts)
 
     # ---------------------------------------------------------------- commit
-    def commit_built(self, staged: Path, library, keep_previous: bool | Path = True, dropped: set[str] | None = None) -> Path:
+    def commit_built(self, staged: Path, library, keep_previous: bool | Path = True, dropped: set[str] | None = None,
+                     keep: set[str] | None = None) -> Path:
         """Make a staged generation live: rename it into place, then switch CURRENT (the
         one commit point), then mirror the library and collect garbage."""
         gen = self.index_dir / staged.name.removeprefix(".tmp-")
@@ -413,25 +414,28 @@ class Store:
                          else library.to_json())
         except (OSError, QAError) as e:
             _say(f"could not update the library mirror ({e})")
-        self.gc(library, dropped)
+        self.gc(library, dropped, keep=None if keep is None else keep | {gen.name})
         return gen
 
-    def gc(self, library=None, dropped: set[str] | None = None) -> None:
+    def gc(self, library=None, dropped: set[str] | None = None, keep: set[str] | None = None) -> None:
         """Delete generations other than CURRENT and PREVIOUS (and those whose segments they
         serve), staged folders and temporary files of dead writers, and originals the live
         library does not refer to: every such original when `dropped` is None or a writer died
         while staging one (its WRITING mark is still there), else only those in `dropped`
-        (the files this write replaced or removed). Call under the writer lock."""
+        (the files this write replaced or removed). `keep`: the generation folders CURRENT and
+        PREVIOUS use, when the caller knows them (else read from their manifests). Call under the
+        writer lock."""
         from . import index as index_mod
 
-        keep: set[str] = set()
-        for gen in (self.live_path(), self.previous_path()):
-            if gen is None:
-                continue
-            try:
-                keep |= index_mod.referenced(self.index_dir, gen)  # a generation and the ones whose segments it serves
-            except (OSError, ValueError, KeyError, TypeError):
-                return  # a manifest that cannot be read: delete nothing (a repair rewrites it)
+        if keep is None:
+            keep = set()
+            for gen in (self.live_path(), self.previous_path()):
+                if gen is None:
+                    continue
+                try:
+                    keep |= index_mod.referenced(self.index_dir, gen)  # a generation and the ones whose segments it serves
+                except (OSError, ValueError, KeyError, TypeError):
+                    return  # a manifest that cannot be read: delete nothing (a repair rewrites it)
         if self.index_dir.is_dir():
             for name in os.listdir(self.index_dir):
                 p = self.index_dir / name
@@ -557,8 +561,14 @@ class Transaction:
         source = previous if previous is not None else self.live  # a generation known to load: the fallback
         old = source.library.uploads if source is not None else {}
         dropped = None if sweep or source is None else {old[k]["file"] for k in (*self.changed, *self.deleted) if k in old}
-        gen = self.store.commit_built(data.path, self.library, keep_previous=source.path if keep_previous and source else False,
-                                      dropped=dropped)
+        fallback = source if keep_previous and source else None
+        keep = None
+        if data.segments is not None and (fallback is None or (fallback.segments is not None and not fallback.damaged)):
+            keep = {e["name"] for e in data.segments}
+            if fallback is not None:
+                keep |= {fallback.path.name} | {e["name"] for e in fallback.segments}
+        gen = self.store.commit_built(data.path, self.library, keep_previous=fallback.path if fallback else False,
+                                      dropped=dropped, keep=keep)
         self.committed = True
         data.path = gen  # what was just written, as written: nothing is read back
         self.store.sync_remote(data, {d.doc_id: d.text for d in docs if getattr(d, "text", None) is not None})
