@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     milvus_collection: str = Field(default="qa_chunks", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
     # tokens: BM25 over the very tokens the embedded store indexes, so both backends rank alike (dev R@1 0.933
     # on both; Milvus' own jieba analyzer gives 0.889); jieba: Milvus tokenises the text itself
+    milvus_index: Literal["FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX"] | None = Field(
+        default=None, description="dense index type (default: FLAT for a Milvus Lite file, HNSW for a server)")
     # a stateless read replica: serves the knowledge base Milvus holds (QA_STORE=milvus with a shared URI),
     # keeps no index generation of its own and follows the writer's commits; uploads go to the writer
     replica: bool = Field(default=False, description="stateless read replica over QA_STORE=milvus (writes: 409)")

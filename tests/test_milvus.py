@@ -297,3 +297,76 @@ def test_a_replica_server_follows_the_writer_and_refuses_uploads(tmp_path, embed
         r = c.delete("/documents/某县", headers={"X-API-Key": "replica-key-1"})
         assert r.status_code == 409
     assert not (tmp_path / "replica").exists()
+
+
+@pytest.fixture
+def milvus_server(tmp_path):
+    """The Milvus engine of milvus-lite 2.5.1 served over gRPC on a free TCP port, in its own
+    process: what several API processes share (a Milvus standalone/cluster in deployment)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        port = so.getsockname()[1]
+    code = ("import sys, time\nfrom milvus_lite.server import Server\n"
+            "s = Server(sys.argv[1], address=sys.argv[2])\nassert s.init() and s.start()\ntime.sleep(3600)\n")
+    proc = subprocess.Popen([sys.executable, "-W", "ignore", "-c", code, str(tmp_path / "kb.db"), f"127.0.0.1:{port}"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None, "the Milvus engine did not start"
+            time.sleep(0.2)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        import os
+        import signal
+
+        os.killpg(proc.pid, signal.SIGKILL)  # the wrapper and the engine it started
+        proc.wait(10)
+
+
+@pytest.mark.slow
+def test_one_writer_and_two_stateless_replica_processes_serve_one_knowledge_base(tmp_path, milvus_server):
+    """Three `qa serve` processes on one Milvus engine: an upload to the writer is answered by both
+    replicas (each with an empty data dir and no index of its own), and replicas refuse uploads."""
+    import shutil
+    import time
+
+    import httpx
+    from conftest import running_server
+
+    env = {"QA_STORE": "milvus", "QA_MILVUS_URI": milvus_server, "QA_MILVUS_INDEX": "FLAT", "QA_API_KEY": "shared-key-1"}
+    shutil.copytree(TEST_DATA / "index", tmp_path / "writer" / "index")
+    with running_server(tmp_path / "writer", tmp_path / "writer.log", **env) as (writer, _), \
+            running_server(tmp_path / "r1", tmp_path / "r1.log", QA_REPLICA="1", **env) as (r1, _), \
+            running_server(tmp_path / "r2", tmp_path / "r2.log", QA_REPLICA="1", **env) as (r2, _):
+        q = {"question": "海门区2024年对清华北大录取人数的目标是多少？"}
+        bodies = [httpx.post(b + "/ask", json=q, timeout=30).json() for b in (writer, r1, r2)]
+        assert [x["passages"][0]["citation"] for x in bodies] == [bodies[0]["passages"][0]["citation"]] * 3
+        r = httpx.post(writer + "/documents", files={"file": ("某县.txt", COUNTY.encode())},
+                       headers={"X-API-Key": "shared-key-1"}, timeout=120)
+        assert r.status_code == 200, r.text
+        for base in (r1, r2):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                body = httpx.post(base + "/ask", json={"question": "某县新增学位多少"}, timeout=30).json()
+                if body["passages"][0]["citation"]["doc_id"] == "某县":
+                    break
+                time.sleep(0.3)
+            assert body["passages"][0]["citation"]["doc_id"] == "某县", base
+            c = body["passages"][0]["citation"]
+            sliced = httpx.get(f"{base}/documents/某县", params={"start": c["start"], "end": c["end"]}, timeout=30).json()
+            assert sliced["text"] in COUNTY
+            up = httpx.post(base + "/documents", files={"file": ("某镇.txt", COUNTY.encode())},
+                            headers={"X-API-Key": "shared-key-1"}, timeout=30)
+            assert up.status_code == 409 and "read replica" in up.json()["error"]["message"]
+    for replica in ("r1", "r2"):  # nothing indexed or stored locally (the built model lives in the shared cache)
+        assert not (tmp_path / replica / "index").exists() and not (tmp_path / replica / "documents").exists()

@@ -124,7 +124,7 @@ class MilvusIndex:
         with _clients_lock:
             if key not in _clients:
                 _clients[key] = cls(uri, settings.milvus_token, settings.milvus_db, settings.milvus_collection,
-                                    analyzer=settings.milvus_analyzer)
+                                    index_type=getattr(settings, "milvus_index", None), analyzer=settings.milvus_analyzer)
             return _clients[key]
 
     # ------------------------------------------------------------ schema
