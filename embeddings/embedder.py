@@ -35,6 +35,14 @@ def _beside():
     return _BESIDE
 
 
+def _forget_threads() -> None:  # a forked child has none of its parent's threads: it starts its own
+    global _BESIDE
+    _BESIDE = None
+
+
+os.register_at_fork(after_in_child=_forget_threads)
+
+
 def _backend(setting: str, model: str) -> str:
     from .onnx_backend import BACKENDS
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -70,6 +71,14 @@ def _threads():
 
         _THREADS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="qa-ask")
     return _THREADS
+
+
+def _forget_threads() -> None:  # a forked child has none of its parent's threads: it starts its own
+    global _THREADS
+    _THREADS = None
+
+
+os.register_at_fork(after_in_child=_forget_threads)
 
 
 def _json_type(headers) -> bool:
