@@ -419,7 +419,9 @@ def stage(index_dir: Path, embedder, docs, library: Library, previous: IndexData
         k = d.doc_id
         m, source = metas[k], "upload" if k in library.uploads else "seed"
         meta[k] = m if m.get("chunks") == counts[k] and m.get("source") == source else {**m, "chunks": counts[k], "source": source}
-    kept, written = _plan(previous.segments if previous is not None else None, fresh_ids, rows, list(meta))
+    # segments are referenced by name inside one index folder: a previous generation elsewhere is copied from
+    same_folder = previous is not None and Path(previous.path).parent.resolve() == index_dir.resolve()
+    kept, written = _plan(previous.segments if same_folder else None, fresh_ids, rows, list(meta))
 
     gen = f"gen-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
     tmp = index_dir / (".tmp-" + gen)
