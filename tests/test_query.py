@@ -202,7 +202,8 @@ def test_cli_ask_takes_the_conversation_too(settings):
     assert "足球" in body["resolved_question"] and body["query"]["places"] == ["海门区"]
 
 
-@pytest.mark.parametrize("said, history", [("你好", []), ("好的，谢谢", ["武进区怎么开展党员志愿服务？"]), ("thank you!", [])])
+@pytest.mark.parametrize("said, history", [("你好", []), ("好的，谢谢", ["武进区怎么开展党员志愿服务？"]), ("thank you!", []),
+                                            ("你是谁？", []), ("你能做什么", []), ("What can you do?", [])])
 def test_greetings_and_thanks_are_not_questions(settings, said, history):
     from qa.service import Service
 
