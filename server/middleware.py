@@ -102,6 +102,20 @@ class Guard:
 
 
 # ------------------------------------------------------------- body limit
+def replaying(body: bytes, receive):
+    """An ASGI `receive` that hands the app a body already read, in one message, then defers to `receive`."""
+    replayed = False
+
+    async def replay():
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class BodyLimit:
     """Refuse request bodies over the limit, whether or not they declare a Content-Length
     (a chunked body is counted as it arrives), and bodies that arrive too slowly (408)."""
@@ -142,16 +156,7 @@ class BodyLimit:
                                {"Connection": "close"})(scope, receive, send)
         if seen > limit:
             return await error(413, message, "payload_too_large", {"Connection": "close"})(scope, receive, send)
-        body, replayed = b"".join(chunks), False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return await self.app(scope, replay, send)
+        return await self.app(scope, replaying(b"".join(chunks), receive), send)
 
 
 # -------------------------------------------------------- security headers

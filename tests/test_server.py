@@ -168,3 +168,24 @@ def test_the_ask_schema_is_derived_from_qa_typed_records(client):
     assert set(schemas["Citation"]["properties"]) == set(Citation.model_fields)
     body = client.post("/ask", json={"question": "普惠性幼儿园覆盖率", "top_k": 2}).json()
     assert Answer.model_validate(body).model_dump() == body
+
+
+def test_thread_pools_are_made_afresh_in_a_forked_child():
+    """A child forked after the pools were used has none of their threads: it must get its own
+    (before, a forked child's first question waited forever)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from qa.pools import LazyPool\n"
+        "pool = LazyPool(1, 'test')\n"
+        "assert pool.get().submit(lambda: 1).result(5) == 1\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0 if pool.get().submit(lambda: 2).result(5) == 2 else 1)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "sys.exit(os.waitstatus_to_exitcode(status))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -17,9 +16,11 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from qa.errors import QAError
+from qa.pools import LazyPool
 
 from ..chat import HISTORY_TURNS
 from ..deps import ServiceDep, SettingsDep
+from ..middleware import replaying
 from ..schemas import AskRequest, AskResponse
 from . import ERRORS
 
@@ -60,25 +61,11 @@ async def ask(req: AskRequest, svc: ServiceDep, settings: SettingsDep):
 
 
 # ------------------------------------------------------------------ fast path
-_THREADS = None
+_THREADS = LazyPool(8, "qa-ask")  # the threads the fast path's answers run on (the route uses the framework's pool)
 
 
 def _threads():
-    """The threads /ask's answers run on (the fast path's; the route uses the framework's pool)."""
-    global _THREADS
-    if _THREADS is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _THREADS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="qa-ask")
-    return _THREADS
-
-
-def _forget_threads() -> None:  # a forked child has none of its parent's threads: it starts its own
-    global _THREADS
-    _THREADS = None
-
-
-os.register_at_fork(after_in_child=_forget_threads)
+    return _THREADS.get()
 
 
 def _json_type(headers) -> bool:
@@ -118,16 +105,7 @@ class AskFastPath:
                 reply = None
             if reply is not None:
                 return await render(reply)(scope, receive, send)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return await self.app(scope, replay, send)
+        return await self.app(scope, replaying(body, receive), send)
 
     def _call(self, scope, body: bytes):
         """svc.ask with the request's arguments, or None when the route should answer."""
