@@ -370,3 +370,13 @@ def test_one_writer_and_two_stateless_replica_processes_serve_one_knowledge_base
             assert up.status_code == 409 and "read replica" in up.json()["error"]["message"]
     for replica in ("r1", "r2"):  # nothing indexed or stored locally (the built model lives in the shared cache)
         assert not (tmp_path / replica / "index").exists() and not (tmp_path / replica / "documents").exists()
+
+
+def test_an_unreachable_milvus_is_one_clear_error(tmp_path, embedder):
+    from qa.errors import NotReady
+    from qa.service import Service
+
+    s = Settings(data_dir=tmp_path, model_cache=TEST_DATA / "models", store="milvus", milvus_uri="http://127.0.0.1:1",
+                 replica=True)
+    with pytest.raises(NotReady, match="cannot connect to Milvus at http://127.0.0.1:1"):
+        Service.load(s, embedder=embedder)

@@ -61,7 +61,13 @@ def _client(uri: str, token: str | None, db: str | None):
         kw["token"] = token
     if db and db != "default":
         kw["db_name"] = db
-    return MilvusClient(**kw)
+    try:
+        return MilvusClient(**kw)
+    except Exception as e:  # unreachable server, bad token or database: one line, not a traceback
+        from ..errors import NotReady
+
+        why = getattr(e, "message", None) or str(e).splitlines()[0]
+        raise NotReady(f"cannot connect to Milvus at {uri} ({why[:200]}); check QA_MILVUS_URI / QA_MILVUS_TOKEN / QA_MILVUS_DB") from None
 
 
 def close_all() -> None:
