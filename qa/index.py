@@ -173,14 +173,8 @@ def _live_file(settings, name: str) -> Path | None:
     gen = current_generation(settings.index_dir)
     if gen is None:
         return None
-    try:
-        manifest = json.loads((gen / "manifest.json").read_text())
-    except (OSError, ValueError):
-        raise IndexError_(f"index {gen.name} has no readable manifest; run `qa index --rebuild`") from None
-    f = gen / name
-    if not f.is_file() or _sha256(f) != manifest.get("files", {}).get(name):
-        raise IndexError_(f"index file {gen.name}/{name} is corrupted (checksum mismatch); run `qa index --rebuild`")
-    return f
+    _check(gen, {name: _manifest(gen).get("files", {}).get(name)}, gen.name)
+    return gen / name
 
 
 def _live_segment_files(settings, name: str):
