@@ -13,7 +13,10 @@
   short name is not an everyday word (jieba's dictionary tags it a place or does not
   know it: 和平, 开发 and 长安 are not taken for places);
 - years: 2020年, 2018—2019学年度, five-year plans (十四五 → 2021–2025);
-- kinds of document: 工作意见, 工作计划, 工作要点, 规划 ….
+- kinds of document: 工作意见, 工作计划, 工作要点, 规划 …;
+- the kind of answer it asks for, where it names one (`ANSWER_TYPES`: an amount of money, a date,
+  a weekday, a telephone number), so the retriever can see whether the passages it found hold
+  such an answer at all (多少钱 against a passage with no amount in it).
 
 Nothing here knows the knowledge base: `qa.scope` compares a Query with it.
 """
@@ -71,6 +74,7 @@ class Query:
     years: tuple[int, ...] = ()
     periods: tuple[str, ...] = ()  # 十四五, 2018—2019学年度 …
     kinds: tuple[str, ...] = ()
+    answer_types: tuple[str, ...] = ()  # money | date | weekday | phone (ANSWER_TYPES)
 
     def to_dict(self) -> dict:
         return {
@@ -80,6 +84,7 @@ class Query:
             "years": list(self.years),
             "periods": list(self.periods),
             "kinds": list(self.kinds),
+            "answer_types": list(self.answer_types),
         }
 
 
@@ -333,6 +338,33 @@ def _negated(text: str, said: str) -> bool:
     return at >= 0 and bool(_NEGATED.search(text[max(0, at - 14) : at]))
 
 
+# ----------------------------------------------------------- answer types
+_MONEY_WORDS = "钱|费|价|补贴|补助|工资|薪|奖金|奖励|津贴|资金|经费|投入|慰问金|罚款"
+# what a question asks for -> (how the question asks it, how a passage would hold it). A passage that
+# says the thing is free (免费, 不收费) answers a question about its price.
+ANSWER_TYPES: dict[str, tuple[re.Pattern, re.Pattern]] = {
+    "money": (re.compile(rf"(?:多少|几)[^，。？?!！]{{0,4}}(?:钱|元|块)|(?:{_MONEY_WORDS})[^，。？?!！]{{0,8}}(?:多少|几|标准)"
+                         r"|价格|价钱|收费标准|\bhow much\b|\b(?:fees?|price|cost|tuition|salary|subsid(?:y|ies))\b", re.I),
+              re.compile(r"\d[\d.,]*\s*(?:万|亿)?元|免费|不收费|减免|免收|补助标准|收费标准")),
+    "date": (re.compile(r"什么时候|何时|几月|哪天|几号|哪一天|日期|截止|报名时间|开学时间|\bwhen\b|\bwhat date\b|\bdeadline\b", re.I),
+             re.compile(r"\d{1,2}\s*月|\d{1,2}\s*日|[一二三四五六七八九十]+月|[上下]半年|年底|年初|年内|月底|春季|秋季|寒假|暑假|学期|\d{4}\s*年")),
+    "weekday": (re.compile(r"星期几|周几|礼拜几|\bwhich day of the week\b|\bwhat day of the week\b", re.I),
+                re.compile(r"星期[一二三四五六日天]|周[一二三四五六日]|礼拜[一二三四五六日天]")),
+    "phone": (re.compile(r"电话|热线|号码|联系方式|\bphone\b|\bhotline\b|\btelephone\b", re.I),
+              re.compile(r"\d{3,4}-?\d{7,8}|\d{5,}|12345")),
+}
+
+
+def answer_types(text: str) -> tuple[str, ...]:
+    """The kinds of answer a (normalised) question asks for, by how it asks: 校服多少钱 -> money."""
+    return tuple(t for t, (ask, _) in ANSWER_TYPES.items() if ask.search(text))
+
+
+def holds_answer_type(kind: str, text: str) -> bool:
+    """Whether a passage holds an answer of that kind at all (an amount of money, a date …)."""
+    return bool(ANSWER_TYPES[kind][1].search(text))
+
+
 def parse(raw: str) -> Query:
     text = normalise(raw)
     places = tuple(gazetteer().find(text)) if _HAN.search(text) else ()
@@ -341,7 +373,7 @@ def parse(raw: str) -> Query:
     places = tuple(p for p in places if not _negated(text, p.said))
     years, periods = _years(text)
     kinds = tuple(k for k in KINDS if k in text and not any(k != o and k in o and o in text for o in KINDS))
-    return Query(raw, text, language(text), places, years, periods, kinds)
+    return Query(raw, text, language(text), places, years, periods, kinds, answer_types(text))
 
 
 def places_in(text: str) -> set[str]:

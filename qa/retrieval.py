@@ -36,7 +36,7 @@ from .errors import QAError
 from .index import EXACT_UP_TO
 from .lexical import Bilingual, bigrams, content_words, expand, synonyms, tokenize
 from .postings import IDF, CorpusWords, Postings, TokenSets
-from .query import Query, parse
+from .query import Query, holds_answer_type, parse
 from .records import Chunk
 
 RRF_K = 60
@@ -44,7 +44,8 @@ PARAMS = Path(__file__).parent / "data" / "params.json"
 LEXICON = Path(__file__).parent / "data" / "lexicon.tsv"
 NOUN_TAGS = ("n", "vn", "j", "eng")  # jieba POS prefixes of names of things (n, nr, ns, nt, nz, …)
 FEATURES = ("top_cosine", "cosine_margin", "top_z", "coverage", "unknown", "unknown_noun", "domain", "english",
-            "dense_gap")
+            "dense_gap", "answer_type_missing")
+TYPED_PASSAGES = 3  # the best passages looked at for the kind of answer a question asks for (qa.query.ANSWER_TYPES)
 
 
 def _fitted() -> dict:
@@ -569,9 +570,10 @@ class Retriever:
             score = np.where(hit, score + opts.prefer, score)
         return score
 
-    def features(self, sig: "Signals", best: int | None, allowed: np.ndarray, at: int | None = None) -> dict:
+    def features(self, sig: "Signals", best: int | None, allowed: np.ndarray, at: int | None = None,
+                 typed: list[str] | None = None) -> dict:
         """What the answerability model sees. `allowed` is aligned with the signals' arrays; `at` is
-        the best passage's position in them."""
+        the best passage's position in them; `typed`: the texts of the best few passages."""
         if sig.rows is not None:
             allowed = allowed & (sig.rows >= 0)
         dense = np.sort(sig.dense[allowed])[::-1] if allowed.any() else np.zeros(1, dtype=np.float32)
@@ -590,6 +592,10 @@ class Retriever:
             "english": 1.0 if sig.query.language == "en" else 0.0,
             # how far the best passage's cosine is below the top one (the signals disagree on it)
             "dense_gap": float(sig.dense[at] - dense[0]) if at is not None else 0.0,
+            # the question asks for an amount of money, a date, a weekday or a number to call, and none of
+            # the best passages holds one (校服多少钱一套 against passages without an amount)
+            "answer_type_missing": 1.0 if sig.query.answer_types and not any(
+                holds_answer_type(t, x) for t in sig.query.answer_types for x in typed or ()) else 0.0,
             "words_not_in_corpus": words,
         }
 
@@ -642,12 +648,14 @@ class Retriever:
             if lut is not None:
                 allowed &= lut[self.doc_code[np.maximum(sig.rows, 0)]]
         score = np.where(allowed, self.fuse(sig), -np.inf)
-        pos = self._top_positions(score, top_k, sig.rows)
+        head = self._top_positions(score, max(top_k, TYPED_PASSAGES), sig.rows)
+        pos = head[:top_k]
         rows = pos if sig.rows is None else [int(sig.rows[i]) for i in pos]
         picked = [Candidate(self.chunks[r], float(score[i]), float(sig.dense[i]), float(sig.lexical[i]))
                   for i, r in zip(pos, rows)]
         best = rows[0] if rows else None
-        features = self.features(sig, best, allowed, pos[0] if pos else None)
+        typed = [self.chunks[i if sig.rows is None else int(sig.rows[i])].text for i in head[:TYPED_PASSAGES]]
+        features = self.features(sig, best, allowed, pos[0] if pos else None, typed)
         probability = self.answerable(features)
         reason, message = None, ""
         from .conversation import greeting_reply, is_greeting

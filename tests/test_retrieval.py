@@ -276,6 +276,18 @@ def test_a_question_about_something_the_corpus_never_names_is_no_answer(service,
     assert service.ask(question)["answer"] == NO_ANSWER_TEXT
 
 
+def test_a_question_for_an_amount_that_no_passage_holds_is_no_answer(service):
+    """The kind of answer asked for is one input of the answerability model: 多少钱 against passages
+    without any amount is refused; the same kind of question where a passage gives the amount is answered."""
+    r = service.retriever.search("海门区中小学的校服多少钱一套？", top_k=1)
+    assert r.query.answer_types == ("money",) and r.features["answer_type_missing"] == 1.0
+    assert r.no_answer and r.reason == "low_relevance"
+    r = service.retriever.search("滨湖区建设中小学和幼儿园总投资多少亿元？", top_k=1)
+    assert r.features["answer_type_missing"] == 0.0 and not r.no_answer
+    assert "15亿元" in r.candidates[0].chunk.text
+    assert service.ask("海门区中小学的校服多少钱一套？")["query"]["answer_types"] == ["money"]
+
+
 @pytest.mark.parametrize("question", ["娃上幼儿园难不难", "小学生每天作业多长时间", "老师私下收钱给学生补课怎么处理", "幼师待遇怎么样"])
 def test_colloquial_questions_the_corpus_answers_are_not_refused(service, question):
     """Single characters, question phrases and everyday words the lexicon maps never count as unknown."""
