@@ -33,7 +33,8 @@ def cmd_chunks(args) -> int:
 
     settings = _settings(args)
     # the live index's chunks (seeds and uploads, as cited) unless a corpus folder is named; no model needed
-    chunks = None if args.corpus else index_mod.live_chunks(settings)
+    # (a read replica keeps no index: what Milvus holds)
+    chunks = None if args.corpus else _replica_records(settings)[0] if settings.replica else index_mod.live_chunks(settings)
     if chunks is None:
         from .chunking import chunk_document
         from .corpus import load_corpus
@@ -159,15 +160,31 @@ def cmd_remove(args) -> int:
     return 0
 
 
+def _replica_records(settings) -> tuple[list, dict[str, dict]]:
+    """(chunks, doc_id -> metadata) as Milvus holds them, for `qa chunks` / `qa documents` on a read
+    replica (QA_REPLICA=1), which has no generation of its own to list."""
+    from . import replica
+    from .backends import open_remote
+
+    replica.check(settings)
+    chunks, _tokens, docs = open_remote(settings).records()
+    if not docs:
+        raise QAError("Milvus holds no documents yet: start the writer (QA_STORE=milvus without QA_REPLICA) first")
+    return chunks, docs
+
+
 def cmd_documents(args) -> int:
     from . import index as index_mod
     from .table import table
 
     settings = _settings(args)
-    docs = index_mod.live_documents(settings)  # the live generation's list: no model, no vectors
-    if docs is None:
-        raise QAError(f"no index in {settings.index_dir} yet: run `qa index` (or start `qa serve`) first")
-    quarantined = index_mod.live_quarantine(settings)  # uploads not served, with why (never a path)
+    if settings.replica:  # a read replica keeps no index: the documents Milvus holds
+        docs, quarantined = _replica_records(settings)[1], {}
+    else:
+        docs = index_mod.live_documents(settings)  # the live generation's list: no model, no vectors
+        if docs is None:
+            raise QAError(f"no index in {settings.index_dir} yet: run `qa index` (or start `qa serve`) first")
+        quarantined = index_mod.live_quarantine(settings)  # uploads not served, with why (never a path)
     if args.json:
         for m in docs.values():
             _print_json(m)

@@ -221,7 +221,28 @@ def _answers(svc, questions):
     return out
 
 
-def test_a_stateless_replica_serves_what_the_writer_commits(tmp_path, embedder):
+def _replica_cli_lists(monkeypatch, capsys, rs, writer):
+    """`qa documents` and `qa chunks` on a replica host list what Milvus holds (it has no generation)."""
+    import json
+
+    from qa.cli import main
+
+    for k, v in {"QA_DATA_DIR": str(rs.data_dir), "QA_STORE": "milvus", "QA_MILVUS_URI": rs.milvus_uri, "QA_REPLICA": "1"}.items():
+        monkeypatch.setenv(k, v)
+    capsys.readouterr()
+    assert main(["documents", "--json"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {m["doc_id"]: m["chunks"] for m in listed} == {d: m["chunks"] for d, m in writer.index.docs.items()}
+    assert main(["documents"]) == 0
+    table = capsys.readouterr().out
+    assert all(d in table for d in writer.index.docs) and "海门区教育体育局2024年工作计划" in table
+    assert main(["chunks", "--doc", "004_6f03f12d06f5859c"]) == 0
+    out = capsys.readouterr().out
+    assert "清华北大" in out
+    assert not rs.data_dir.exists()
+
+
+def test_a_stateless_replica_serves_what_the_writer_commits(tmp_path, embedder, monkeypatch, capsys):
     """QA_REPLICA=1: no index, library or originals of its own; everything from Milvus, the
     same answers and citations as the writer, the writer's commits followed by polling the
     knowledge base's version, and writes refused with 409."""
@@ -246,6 +267,7 @@ def test_a_stateless_replica_serves_what_the_writer_commits(tmp_path, embedder):
     questions += ["惠山区美育工作有什么安排", "What is the target coverage of inclusive kindergartens?", "江阴市今年打算新建几所公办幼儿园？"]
     assert _answers(rep, questions) == _answers(writer, questions)
     assert replica.refresh(rep) is None  # nothing committed since
+    _replica_cli_lists(monkeypatch, capsys, rs, writer)
 
     writer, _ = writer.add([("某县.txt", COUNTY.encode())])
     assert "某县" not in rep.index.docs
