@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from .query import parse
+from .query import EN_PLAN, parse
 
 _LEAD = re.compile(r"^\s*(那么|那|还有|另外|再问|再说|然后|and|what about|how about)", re.I)
 _TAIL = re.compile(r"(呢|呐)\s*[？?。.!！]*\s*$")
@@ -86,6 +86,7 @@ def bare(text: str, query) -> str:
 
 _UNNAMED = re.compile(r"(某|该|本|全)(区|市|县)")
 _DOCUMENT = re.compile(r"(那份|这份|该)?(教育)?(工作意见|工作计划|工作要点|专项规划|发展规划|规划|意见|计划|要点)(里|中|上)?")
+_EN_PLAN_SAID = re.compile(r"(?:\b(?:the|this|its)\s+)?(?:" + EN_PLAN.pattern + r")(?:\s+plans?)?(?:\s+period)?", re.I)
 
 
 def strip_scope(text: str, query, places: bool, years: bool) -> str:
@@ -95,6 +96,8 @@ def strip_scope(text: str, query, places: bool, years: bool) -> str:
         for p in sorted(query.places, key=lambda p: -len(p.said)):
             text = text.replace(p.name, "").replace(p.said, "")
         text = _UNNAMED.sub("", text)
+    if years and query.language != "zh":  # the 14th Five-Year Plan (period)
+        text = _EN_PLAN_SAID.sub("", text)
     if places or years:
         text = _DOCUMENT.sub("", text)
     if years:

@@ -34,11 +34,18 @@ from .errors import QAError
 # five-year plans, the way policy documents name periods
 PLANS = {"十一五": 2006, "十二五": 2011, "十三五": 2016, "十四五": 2021, "十五五": 2026, "十六五": 2031}
 KINDS = ("工作意见", "工作计划", "工作要点", "发展规划", "专项规划", "规划", "实施方案", "通知", "意见", "计划", "要点")
+# the same kinds named in English ("Huishan's 2018-2019 education work opinions"). Not "the 14th Five-Year
+# Plan": in English that names the period (during the 13th Five-Year Plan = 十三五期间), as 十四五 does
+EN_KINDS = ((re.compile(r"\bwork\s+plans?\b", re.I), "工作计划"), (re.compile(r"\bwork\s+opinions?\b", re.I), "意见"), (re.compile(r"\b(?:key|work)\s+points\b", re.I), "要点"),
+            (re.compile(r"\bimplementation\s+plans?\b", re.I), "实施方案"), (re.compile(r"\bnotices?\b", re.I), "通知"))
 # short names that are administrative words, not places (市辖区 → "市辖", 城区 → "城")
 _GENERIC = {"市辖", "城区", "郊区", "新区", "矿区", "高新", "开发", "县", "区", "市", "林区", "特区", "东区", "西区", "南区", "北区", "中区"}
 _SUFFIXES = ("特别行政区", "维吾尔自治区", "壮族自治区", "回族自治区", "自治区", "自治州", "自治县", "地区", "新区", "林区", "省", "市", "区", "县", "盟", "旗")
 _YEAR = re.compile(r"(?<![\d])((?:19|20)\d{2})(?![\d])")
 _SCHOOL_YEAR = re.compile(r"((?:19|20)\d{2})\s*[—–\-~至到]+\s*((?:19|20)?\d{2})\s*学?年")
+# English names of five-year plans: the 14th Five-Year Plan is 十四五
+_EN_ORDINALS = {"eleventh": 11, "twelfth": 12, "thirteenth": 13, "fourteenth": 14, "fifteenth": 15, "sixteenth": 16}
+EN_PLAN = re.compile(r"\b(1[1-6]|eleventh|twelfth|thirteenth|fourteenth|fifteenth|sixteenth)(?:th)?[\s-]*five[\s-]*years?\b", re.I)
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _LATIN = re.compile(r"[A-Za-z]")
 
@@ -238,10 +245,15 @@ def _years(text: str) -> tuple[tuple[int, ...], tuple[str, ...]]:
             periods.append(f"{a}—{b}学年度" if "学" in m.group(0) else f"{a}—{b}年")
     for m in _YEAR.finditer(text):
         years.add(int(m.group(1)))
-    for plan, first in PLANS.items():
-        if plan in text:
-            years.update(range(first, first + 5))
-            periods.append(plan)
+    said = [plan for plan in PLANS if plan in text]
+    for m in EN_PLAN.finditer(text):
+        n = m.group(1).lower()
+        n = _EN_ORDINALS.get(n) or int(n)
+        said.append(next(p for p, first in PLANS.items() if (first - 2006) // 5 + 11 == n))
+    for plan in dict.fromkeys(said):
+        first = PLANS[plan]
+        years.update(range(first, first + 5))
+        periods.append(plan)
     return tuple(sorted(years)), tuple(periods)
 
 
@@ -373,6 +385,8 @@ def parse(raw: str) -> Query:
     places = tuple(p for p in places if not _negated(text, p.said))
     years, periods = _years(text)
     kinds = tuple(k for k in KINDS if k in text and not any(k != o and k in o and o in text for o in KINDS))
+    if _LATIN.search(text):
+        kinds += tuple(k for pattern, k in EN_KINDS if pattern.search(text) and k not in kinds)
     return Query(raw, text, language(text), places, years, periods, kinds, answer_types(text))
 
 
