@@ -77,11 +77,25 @@ def page_of(meta: dict | None, start: int, end: int) -> dict:
     return out
 
 
+# what the documents were searched for and do not give, when the question asks for that kind of answer
+_MISSING = {"money": ("具体金额", "an amount of money"), "date": ("具体时间", "a date"),
+            "weekday": ("具体是星期几", "a day of the week"), "phone": ("电话号码", "a telephone number")}
+
+
 def compose(result: SearchResult, highlights: list[str]) -> str:
     if result.no_answer and result.message:
         return result.message
+    en = result.query is not None and result.query.language == "en"
+    if result.no_answer and result.reason == "low_relevance" and result.features.get("answer_type_missing"):
+        # 校服多少钱一套: say what is missing (no passage gives an amount), not only that nothing matched
+        what = [_MISSING[t][1 if en else 0] for t in result.query.answer_types if t in _MISSING]
+        if what:
+            if en:
+                return (f"These documents do not give {' or '.join(what)} for this question. The passages below are "
+                        "less relevant, for reference only.")
+            return f"现有文件中没有找到该问题问的{'或'.join(what)}。以下段落相关度较低，仅供参考。"
     if result.no_answer or not result.candidates:
-        return NO_ANSWER_TEXT_EN if result.query is not None and result.query.language == "en" else NO_ANSWER_TEXT
+        return NO_ANSWER_TEXT_EN if en else NO_ANSWER_TEXT
     parts = [f"{highlights[0]}[1]"]
     top = result.candidates[0].score
     for n, (c, h) in enumerate(zip(result.candidates[1:3], highlights[1:3]), start=2):
