@@ -55,7 +55,7 @@ def refresh(svc):
     version = remote.version()
     if version is None or version == svc.index.manifest.get("version"):
         return None
-    data = remote.snapshot(svc.embedder.dim)
+    data = remote.snapshot(svc.embedder.dim, previous=svc.index)  # reads only the documents that changed
     old = svc.index.docs
     changed = [d for d, m in data.docs.items() if old.get(d, {}).get("sha256") != m.get("sha256")]
     texts = remote.texts(changed) if changed else {}

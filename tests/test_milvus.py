@@ -271,8 +271,17 @@ def test_a_stateless_replica_serves_what_the_writer_commits(tmp_path, embedder, 
 
     writer, _ = writer.add([("某县.txt", COUNTY.encode())])
     assert "某县" not in rep.index.docs
+    read = []
+    remote = rep.retriever.remote
+    chunks_of = remote.chunks_of
+    monkeypatch.setattr(type(remote), "chunks_of", lambda self, ids: read.append(list(ids)) or chunks_of(ids))
     rep = replica.refresh(rep)
+    assert read == [["某县"]]  # only the document that changed is read from Milvus again
+    monkeypatch.undo()
     assert rep is not None and "某县" in rep.index.docs and rep.sources["某县"] == writer.sources["某县"]
+    full = Service.load(rs, embedder=embedder)  # a replica started now reads everything: the same snapshot
+    assert rep.index.chunks == full.index.chunks and rep.index.tokens == full.index.tokens
+    assert rep.index.docs == full.index.docs and rep.index.rows == full.index.rows
     assert _answers(rep, ["某县新增学位多少", "托育服务覆盖率"]) == _answers(writer, ["某县新增学位多少", "托育服务覆盖率"])
     writer = writer.remove("某县")
     rep = replica.refresh(rep)

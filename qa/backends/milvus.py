@@ -367,24 +367,35 @@ class MilvusIndex:
         without the local generation: what a replica with no index of its own would serve
         from (chunks ordered by document, then offset). Titles and sections longer than the
         fields hold come back cut (600 / 1300 characters)."""
+        docs = self.metadata()
+        chunks, tokens = self.chunks_of(list(docs))
+        return chunks, tokens, docs
+
+    def metadata(self) -> dict[str, dict]:
+        """doc_id -> the document's metadata (its sha256 included), as last synced."""
+        return {r["doc_id"]: json.loads(r["meta"]) for r in self._all(self.docs_collection, ["doc_id", "meta"], 'doc_id != ""')}
+
+    def chunks_of(self, doc_ids: list[str]) -> tuple[list, list[list[str]]]:
+        """(chunks, their tokens) of these documents, in the order given, each by offset."""
         from ..records import CHUNK_FIELDS, Chunk
 
-        docs = {r["doc_id"]: json.loads(r["meta"]) for r in self._all(self.docs_collection, ["doc_id", "meta"], 'doc_id != ""')}
         rows = []
-        for d in docs:  # by document (at most max_document_chunks each: inside Milvus' 16,384 query window);
+        for d in doc_ids:  # by document (at most max_document_chunks each: inside Milvus' 16,384 query window);
             # pymilvus 2.5's query iterator cannot read this collection back from Milvus Lite 2.5.1 (its ARRAY field)
             part = self.client.query(self.collection, filter=f"doc_id == {_lit(d)}", output_fields=[*CHUNK_FIELDS, "tokens"],
                                      limit=MAX_LIMIT)
             rows += sorted(part, key=lambda r: (r["start"], r["end"]))
         chunks = [Chunk(**{k: r[k] for k in CHUNK_FIELDS}) for r in rows]
-        return chunks, [json.loads(r["tokens"]) for r in rows], docs
+        return chunks, [json.loads(r["tokens"]) for r in rows]
 
-    def snapshot(self, dim: int):
+    def snapshot(self, dim: int, previous=None):
         """What the collection holds as an index.IndexData, for a replica that keeps no
         generation of its own: the chunks (by document id, then offset, as a generation lays
         them out), their tokens and the documents' metadata, with the lexical statistics the
         retriever's ceilings, IDF and no-answer vocabulary need computed from those tokens
-        (the same counts the writer's generation holds). No vectors: the dense signal is Milvus'."""
+        (the same counts the writer's generation holds). No vectors: the dense signal is Milvus'.
+        `previous` (the replica's last snapshot): only the documents whose sha256 changed are
+        read from Milvus again; the others' chunks and tokens are taken from it."""
         from pathlib import Path
 
         from ..index import IndexData, Lexical, _rows
@@ -392,10 +403,25 @@ class MilvusIndex:
         from ..library import Library
 
         version = self.version()
-        chunks, tokens, docs = self.records()
-        order = sorted(range(len(chunks)), key=lambda i: (chunks[i].doc_id, chunks[i].start, chunks[i].end))
-        chunks, tokens = [chunks[i] for i in order], [tokens[i] for i in order]
+        docs = self.metadata()
         docs = {d: docs[d] for d in sorted(docs)}
+        rows = getattr(previous, "rows", None) or {}
+        kept = {d for d, m in docs.items() if d in rows and previous.docs.get(d, {}).get("sha256") == m.get("sha256")}
+        read = self.chunks_of([d for d in docs if d not in kept])
+        fresh: dict[str, tuple[list, list]] = {}
+        for c, t in zip(*read):
+            fresh.setdefault(c.doc_id, ([], []))
+            fresh[c.doc_id][0].append(c)
+            fresh[c.doc_id][1].append(t)
+        chunks, tokens = [], []
+        for d in docs:  # by document id, each by offset (as chunks_of gives them and a generation lays them out)
+            if d in kept:
+                lo, hi = rows[d]
+                chunks += previous.chunks[lo:hi]
+                tokens += previous.tokens[lo:hi]
+            elif d in fresh:
+                chunks += fresh[d][0]
+                tokens += fresh[d][1]
         words = Lexical.count(tokens)
         grams = Lexical.count(bigrams(c.text) for c in chunks)
         none = np.zeros((0, dim), dtype=np.float32)
