@@ -42,6 +42,11 @@ EN_KINDS = ((re.compile(r"\bwork\s+plans?\b", re.I), "工作计划"), (re.compil
 _GENERIC = {"市辖", "城区", "郊区", "新区", "矿区", "高新", "开发", "县", "区", "市", "林区", "特区", "东区", "西区", "南区", "北区", "中区"}
 _SUFFIXES = ("特别行政区", "维吾尔自治区", "壮族自治区", "回族自治区", "自治区", "自治州", "自治县", "地区", "新区", "林区", "省", "市", "区", "县", "盟", "旗")
 _YEAR = re.compile(r"(?<![\d])((?:19|20)\d{2})(?![\d])")
+# the same in English: "the 2020-2021 school year", "academic year 2019-20"
+_EN_SCHOOL_YEARS = (re.compile(r"\b((?:19|20)\d{2})\s*[—–\-/~]\s*((?:19|20)?\d{2})\s+(?:school|academic)\s+years?\b", re.I),
+                    re.compile(r"\b(?:school|academic)\s+years?\s+((?:19|20)\d{2})\s*[—–\-/~]\s*((?:19|20)?\d{2})\b", re.I))
+_SCHOOL_YEAR = re.compile(r"(?:\b(?:school|academic)\s+years?\s+)?((?:19|20)\d{2})\s*[—–\-/~]\s*((?:19|20)?\d{2})\b"
+                             r"(?(1)(?:\s+(?:school|academic)\s+years?\b)?)", re.I)
 _SCHOOL_YEAR = re.compile(r"((?:19|20)\d{2})\s*[—–\-~至到]+\s*((?:19|20)?\d{2})\s*学?年")
 # English names of five-year plans: the 14th Five-Year Plan is 十四五
 _EN_ORDINALS = {"eleventh": 11, "twelfth": 12, "thirteenth": 13, "fourteenth": 14, "fifteenth": 15, "sixteenth": 16}
@@ -237,12 +242,13 @@ def gazetteer() -> Gazetteer:
 def _years(text: str) -> tuple[tuple[int, ...], tuple[str, ...]]:
     years: set[int] = set()
     periods: list[str] = []
-    for m in _SCHOOL_YEAR.finditer(text):
+    english = [m for p in _EN_SCHOOL_YEARS for m in p.finditer(text)] if _LATIN.search(text) else []
+    for m in [*_SCHOOL_YEAR.finditer(text), *english]:
         a = int(m.group(1))
         b = int(m.group(2)) if len(m.group(2)) == 4 else a // 100 * 100 + int(m.group(2))
         if a <= b <= a + 10:
             years.update(range(a, b + 1))
-            periods.append(f"{a}—{b}学年度" if "学" in m.group(0) else f"{a}—{b}年")
+            periods.append(f"{a}—{b}学年度" if "学" in m.group(0) or m in english else f"{a}—{b}年")
     for m in _YEAR.finditer(text):
         years.add(int(m.group(1)))
     said = [plan for plan in PLANS if plan in text]

@@ -324,8 +324,11 @@ class Retriever:
 
         from .conversation import bare, strip_scope
 
+        # a period is scope only where it is the period of a document it points at: 十三五 asked of a 十四五
+        # plan (whose review of 十三五 is a topic of its text) stays in what is searched
+        own = set().union(*(self.scope.periods.get(d, set()) for d in verdict.docs))
         text = strip_scope(query.text, query, places=bool(query.places),
-                            years=bool(query.years) and self.options.scope_years)
+                            years=bool(set(query.years) & own) and self.options.scope_years)
         if len(bare(text, query)) < 2:
             return query
         return _replace(query, text=text)

@@ -64,6 +64,9 @@ def test_school_years_and_plans():
     assert parse("Huishan's 2018-2019 education work opinions").kinds == ("意见",)
     assert parse("What did Binhu achieve during the 13th Five-Year Plan?").kinds == ()  # a period, not a document
     assert parse("2018—2019学年度的意见").years == (2018, 2019)
+    assert parse("priorities for the 2020–2021 school year").periods == ("2020—2021学年度",)
+    assert parse("In the academic year 2018-19, what did Huishan plan?").periods == ("2018—2019学年度",)
+    assert parse("Huishan's plan for 2018-2019").periods == ()  # years, not a school year
     assert parse("2019-20学年").years == (2019, 2020)
     assert parse("十三五期间").years == (2016, 2017, 2018, 2019, 2020)
 
@@ -91,11 +94,26 @@ def scope(settings):
     ("海门区2022年工作计划里的体育工作", "out_of_scope_period"),
     ("惠山区2021—2022学年度的重点任务", "out_of_scope_period"),  # a document of that school year
     ("What does Huishan's 2022 work plan say about kindergartens?", "out_of_scope_period"),  # a document of that year
+    ("What were Huishan District's priorities for the 2020-2021 school year?", "out_of_scope_period"),
 ])
 def test_out_of_scope_places_and_periods(scope, question, reason):
     v = scope.check(parse(question))
     assert v.reason == reason and v.docs == set()
     assert ("现有：" in v.message or "They cover" in v.message) and "惠山区" in v.message and "海门区" in v.message
+
+
+def test_a_period_is_left_out_of_the_search_only_where_it_is_the_documents_own(settings):
+    """十四五 asked of the 十四五 plan points at the document (the preference stands for it); 十三五, which
+    that plan reviews, is a topic of its text and stays in what is searched."""
+    from qa.service import Service
+
+    r = Service.load(settings, progress=False).retriever
+    for question, kept in [("滨湖区十三五期间组建了几个教育集团", "十三五"),
+                           ("How many education groups had Binhu formed by the end of the 13th Five-Year Plan period?", "13th Five-Year")]:
+        sig = r.signals(question)
+        assert sig.verdict.docs == {"002_d8b7d3eb7f9ecd3f"} and kept in r.content_query(sig.query, sig.verdict).text
+    sig = r.signals("滨湖区十四五期间组建几个教育集团")
+    assert "十四五" not in r.content_query(sig.query, sig.verdict).text
 
 
 @pytest.mark.parametrize("question", ["无锡市的学前教育", "江苏省的教育现代化", "海门2024年的目标", "武进区新建学校",
