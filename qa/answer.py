@@ -78,7 +78,7 @@ def page_of(meta: dict | None, start: int, end: int) -> dict:
 
 
 # what the documents were searched for and do not give, when the question asks for that kind of answer
-_MISSING = {"money": ("具体金额", "an amount of money"), "date": ("具体时间", "a date"),
+_MISSING = {"money": ("具体金额", "an amount of money"), "day": ("具体日期", "a date"), "date": ("具体时间", "a date"),
             "weekday": ("具体是星期几", "a day of the week"), "phone": ("电话号码", "a telephone number")}
 
 

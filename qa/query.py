@@ -86,7 +86,7 @@ class Query:
     years: tuple[int, ...] = ()
     periods: tuple[str, ...] = ()  # 十四五, 2018—2019学年度 …
     kinds: tuple[str, ...] = ()
-    answer_types: tuple[str, ...] = ()  # money | date | weekday | phone (ANSWER_TYPES)
+    answer_types: tuple[str, ...] = ()  # money | day | date | weekday | phone (ANSWER_TYPES)
 
     def to_dict(self) -> dict:
         return {
@@ -361,15 +361,19 @@ _MONEY_WORDS = "钱|费|价|补贴|补助|工资|薪|奖金|奖励|津贴|资金
 # what a question asks for -> (how the question asks it, how a passage would hold it). A passage that
 # says the thing is free (免费, 不收费) answers a question about its price.
 ANSWER_TYPES: dict[str, tuple[re.Pattern, re.Pattern]] = {
+    # an amount is a number with its currency (收费标准, 补助标准 name a rule, not an amount); free is an amount
     "money": (re.compile(rf"(?:多少|几)[^，。？?!！]{{0,4}}(?:钱|元|块)|(?:{_MONEY_WORDS})[^，。？?!！]{{0,8}}(?:多少|几|标准)"
-                         r"|价格|价钱|收费标准|\bhow much\b|\b(?:fees?|price|cost|tuition|salary|subsid(?:y|ies))\b", re.I),
-              re.compile(r"\d[\d.,]*\s*(?:万|亿)?元|免费|不收费|减免|免收|补助标准|收费标准")),
-    "date": (re.compile(r"什么时候|何时|几月|哪天|几号|哪一天|日期|截止|报名时间|开学时间|\bwhen\b|\bwhat date\b|\bdeadline\b", re.I),
+                         r"|价格|价钱|收费标准|\b(?:fees?|price|cost|tuition|salary|subsid(?:y|ies))\b", re.I),
+              re.compile(r"\d[\d.,]*\s*(?:万|亿)?元|免费(?!公益)|不收费|免收|免除[^，。；]{0,6}费")),
+    # a day of the year (几月几号, 哪天): a month or a day, not only a year or "this year"
+    "day": (re.compile(r"几月|几号|哪天|哪一天|日期|\bwhat date\b|\bwhich day\b|\bwhich month\b", re.I),
+            re.compile(r"\d{1,2}\s*月|\d{1,2}\s*日|[一二三四五六七八九十]+月|月底|月初|[上中下]旬|春季|秋季|寒假|暑假|开学")),
+    "date": (re.compile(r"什么时候|何时|截止|报名时间|开学时间|\bwhen\b|\bdeadline\b", re.I),
              re.compile(r"\d{1,2}\s*月|\d{1,2}\s*日|[一二三四五六七八九十]+月|[上下]半年|年底|年初|年内|月底|春季|秋季|寒假|暑假|学期|\d{4}\s*年")),
     "weekday": (re.compile(r"星期几|周几|礼拜几|\bwhich day of the week\b|\bwhat day of the week\b", re.I),
                 re.compile(r"星期[一二三四五六日天]|周[一二三四五六日]|礼拜[一二三四五六日天]")),
     "phone": (re.compile(r"电话|热线|号码|联系方式|\bphone\b|\bhotline\b|\btelephone\b", re.I),
-              re.compile(r"\d{3,4}-?\d{7,8}|\d{5,}|12345")),
+              re.compile(r"\d{3,4}-?\d{7,8}|\d{5,}")),
 }
 
 

@@ -55,7 +55,7 @@ class QueryInfo(BaseModel):
     periods: list[str] = Field(description="school years and five-year plans it names (2018—2019学年度, 十四五)")
     kinds: list[str] = Field(description="kinds of document it names (工作计划, 规划 …)")
     answer_types: list[str] = Field(default_factory=list,
-                                    description="the kind of answer it asks for, where it names one: money, date, weekday, phone")
+                                    description="the kind of answer it asks for, where it names one: money, day, date, weekday, phone")
 
 
 class Answer(BaseModel):

@@ -74,7 +74,7 @@ def test_school_years_and_plans():
 @pytest.mark.parametrize("question, want", [
     ("海门区中小学的校服多少钱一套？", ("money",)), ("公办幼儿园保育费收费标准", ("money",)),
     ("What are the tuition fees?", ("money",)), ("教师资格证笔试什么时候报名", ("date",)),
-    ("零作业日是星期几", ("weekday",)), ("家长投诉热线电话", ("phone",)),
+    ("零作业日是星期几", ("weekday",)), ("家长投诉热线电话", ("phone",)), ("小学新生几月几号开始报名", ("day",)),
     ("普惠性幼儿园覆盖率", ()), ("新建几所公办幼儿园", ()), ("How many kindergartens will be built?", ())])
 def test_the_kind_of_answer_a_question_asks_for(question, want):
     assert parse(question).answer_types == want
