@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qa.evaluate import load_questions, load_split, own_files  # noqa: E402
-from qa.retrieval import FEATURES, PARAMS, Options  # noqa: E402
+from qa.retrieval import FEATURES, PARAMS, RERANK_FEATURES, Options  # noqa: E402
 from qa.text import squash  # noqa: E402
 
 GRID = {
@@ -41,6 +41,7 @@ GRID = {
     "w_lexical_en": (0.0, 0.15, 0.3, 0.5),
     "prefer": (0.25, 0.5, 1.0),
 }
+RERANK_L2 = (0.001, 0.01, 0.1)  # L2 strengths the second stage chooses from (inner leave-one-document-out)
 MAX_FALSE = 0.02  # false no-answers allowed on the training questions
 
 
@@ -54,7 +55,7 @@ def prepare(svc, questions):
 
 
 def rank(r, row, opts, sources) -> int | None:
-    score = r.fuse(row["sig"], opts)
+    score = r.reranked(row["sig"], r.fuse(row["sig"], opts), opts)
     for n, i in enumerate(r.top(score, 10), 1):
         c = r.chunks[i]
         if row["want"] in squash(sources[c.doc_id][c.start : c.end]):
@@ -106,10 +107,80 @@ def fit_logistic(X, y, l2: float = 1.0, iters: int = 50) -> dict:
     }
 
 
-def fit(r, rows, sources, fusion_grid: bool = False, extra=()) -> Options:
-    """Fusion weights (optional) on `rows`; the answerability model on `rows` + `extra`."""
+def holds(r, row, i, sources) -> bool:
+    c = r.chunks[i]
+    return row["want"] in squash(sources[c.doc_id][c.start : c.end])
+
+
+def rerank_lists(r, rows, opts, sources) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(document, features of the best candidates, which of them hold the evidence) of every
+    answerable question whose candidates hold it (the others teach the order nothing)."""
+    out = []
+    for x in rows:
+        if not x["want"]:
+            continue
+        sig = x["sig"]
+        order, X = r.rerank_features(sig, r.fuse(sig, opts), opts)
+        y = np.array([1.0 if holds(r, x, int(i) if sig.rows is None else int(sig.rows[i]), sources) else 0.0 for i in order])
+        if y.any() and len(y) > 1:
+            out.append((doc_of(x), X, y))
+    return out
+
+
+def fit_listwise(lists, l2: float, iters: int = 300, lr: float = 0.5) -> dict:
+    """Linear scores over standardised features; loss: the cross-entropy between the softmax of
+    a question's candidate scores and its passages that hold the evidence; L2 on the weights.
+    Starts from the fused order (the weight of `fused` alone)."""
+    allX = np.vstack([X for _, X, _ in lists])
+    mu, sd = allX.mean(0), allX.std(0) + 1e-6
+    Z = [(X - mu) / sd for _, X, _ in lists]
+    T = [y / y.sum() for _, _, y in lists]
+    w = np.zeros(allX.shape[1])
+    w[RERANK_FEATURES.index("fused")] = sd[RERANK_FEATURES.index("fused")]
+    for _ in range(iters):
+        g = l2 * w
+        for z, t in zip(Z, T):
+            s = z @ w
+            p = np.exp(s - s.max())
+            g += z.T @ (p / p.sum() - t) / len(Z)
+        w -= lr * g
+    return {k: {f: float(v) for f, v in zip(RERANK_FEATURES, a)} for k, a in (("weights", w), ("mean", mu), ("scale", sd))}
+
+
+def listwise_mrr(model, lists) -> float:
+    w = np.array([model["weights"][f] for f in RERANK_FEATURES])
+    mu = np.array([model["mean"][f] for f in RERANK_FEATURES])
+    sd = np.array([model["scale"][f] for f in RERANK_FEATURES])
+    rr = 0.0
+    for _, X, y in lists:
+        order = np.argsort(-(((X - mu) / sd) @ w), kind="stable")
+        first = int(np.flatnonzero(y[order])[0]) + 1
+        rr += 1.0 / first if first <= 10 else 0.0
+    return rr / max(1, len(lists))
+
+
+def fit_rerank(r, rows, sources, base: Options) -> dict | None:
+    """The second stage on `rows`, its L2 strength chosen by leave-one-document-out inside them."""
+    lists = rerank_lists(r, rows, base, sources)
+    docs = sorted({d for d, _, _ in lists})
+    if len(lists) < 20 or len(docs) < 2:
+        return None
+    best, best_mrr = None, -1.0
+    for l2 in RERANK_L2:
+        mrr = sum(listwise_mrr(fit_listwise([x for x in lists if x[0] != d], l2), [x for x in lists if x[0] == d])
+                  * sum(1 for x in lists if x[0] == d) for d in docs) / len(lists)
+        if mrr > best_mrr + 1e-9:
+            best, best_mrr = l2, mrr
+    return {**fit_listwise(lists, best), "l2": best}
+
+
+def fit(r, rows, sources, fusion_grid: bool = False, extra=(), rerank: bool = True) -> Options:
+    """Fusion weights (optional) on `rows`, then the second stage on them; the answerability
+    model on `rows` + `extra`, over the passages the two stages put first."""
     base = Options()
     fusion = fit_fusion(r, rows, sources, base)[0] if fusion_grid else base
+    if rerank:
+        fusion = replace(fusion, rerank=fit_rerank(r, rows, sources, fusion))
     learn = [x for x in list(rows) + list(extra) if x["want"] or not x["sig"].verdict.reason]
     X = features(r, learn, fusion)
     y = np.array([1.0 if x["want"] else 0.0 for x in learn])
@@ -169,6 +240,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-lodo", action="store_true", help="skip leave-one-document-out")
     ap.add_argument("--fusion", action="store_true",
                     help="fit the fusion weights too (measured: no gain on test or LODO, so the defaults stay)")
+    ap.add_argument("--no-rerank", action="store_true",
+                    help="without the second stage (the ablation: fused order, answerability refitted on it)")
     ap.add_argument("--hard-negatives", action="store_true",
                     help="fit the answerability model on the hard unanswerable questions too (measured: not better, see synthetic_questions)")
     args = ap.parse_args(argv)
@@ -198,11 +271,14 @@ def main(argv=None) -> int:
     print(f"{len(rows)} own questions: train {len(train)} (documents {sorted(d for d, s in split.items() if s == 'train')}), "
           f"test {len(test)}", flush=True)
 
-    opts = fit(r, train, sources, args.fusion, extra=syn_train)
+    opts = fit(r, train, sources, args.fusion, extra=syn_train, rerank=not args.no_rerank)
     a = opts.answerability
     print("fitted on train: " + ", ".join(f"{k}={getattr(opts, k)}" for k in GRID))
     print("answerability weights (standardised features): "
           + ", ".join(f"{f} {a['weights'][f]:+.2f}" for f in FEATURES) + f"; threshold {a['threshold']}")
+    if opts.rerank:
+        print(f"second stage (L2 {opts.rerank['l2']}, standardised features): "
+              + ", ".join(f"{f} {opts.rerank['weights'][f]:+.2f}" for f in RERANK_FEATURES))
     print("defaults (not fitted):", score(r, test, Options(), sources))
     print("train:", score(r, train, opts, sources))
     print("test: ", score(r, test, opts, sources), flush=True)
@@ -212,7 +288,7 @@ def main(argv=None) -> int:
         docs = sorted({doc_of(x) for x in rows})
         per, held = {}, []
         for d in docs:
-            o = fit(r, [x for x in rows if doc_of(x) != d], sources, args.fusion,
+            o = fit(r, [x for x in rows if doc_of(x) != d], sources, args.fusion, rerank=not args.no_rerank,
                     extra=[x for x in synthetic if x["doc"] != d])
             part = [x for x in rows if doc_of(x) == d]
             per[d] = score(r, part, o, sources)
@@ -244,6 +320,7 @@ def main(argv=None) -> int:
                           "questions": len(train), "model_id": svc.embedder.model_id},
             "fusion": {k: getattr(opts, k) for k in GRID} if args.fusion else {},
             "answerability": opts.answerability,
+            "rerank": opts.rerank,
         }
         PARAMS.write_text(json.dumps(params, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {PARAMS.relative_to(ROOT)}")

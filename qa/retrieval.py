@@ -46,6 +46,12 @@ NOUN_TAGS = ("n", "vn", "j", "eng")  # jieba POS prefixes of names of things (n,
 FEATURES = ("top_cosine", "cosine_margin", "top_z", "coverage", "unknown", "unknown_noun", "domain", "english",
             "dense_gap", "answer_type_missing")
 TYPED_PASSAGES = 3  # the best passages looked at for the kind of answer a question asks for (qa.query.ANSWER_TYPES)
+# the second stage: the best RERANK_CANDIDATES passages of the fused score are put in order again by a
+# linear model over these features of each (fitted by bench/fit.py on the train split, listwise)
+RERANK_FEATURES = ("fused", "dense", "dense_behind", "lexical", "bigram", "coverage", "bigram_coverage",
+                   "log_length", "inverse_rank")
+RERANK_CANDIDATES = 20
+ROW_SETS = 50_000  # chunks whose token and bigram sets a retriever keeps for the second stage
 
 
 def _fitted() -> dict:
@@ -90,6 +96,7 @@ class Options:
     prefer: float = 2.0
     w_lexical_en: float = 0.25  # lexical weights for English questions (the dictionary is noisy)
     answerability: dict | None = None  # {"weights": {feature: w}, "bias": b, "threshold": t}
+    rerank: dict | None = None  # {"weights"|"mean"|"scale": {feature: x}}: the second stage (RERANK_FEATURES); None: off
     # a place or period that points at documents is a scope, not a topic: "off" searches the question
     # as asked, "lexical" leaves the scope words out of the lexical signals, "both" out of the dense one too,
     # "mean" embeds both forms and averages them (two encodes). Chosen on the train split: both
@@ -104,7 +111,8 @@ class Options:
         """Defaults, then what bench/fit.py fitted on the train split, then overrides."""
         p = _fitted()
         base = {k: v for k, v in p.get("fusion", {}).items() if k in cls.__dataclass_fields__}
-        return cls(**{**base, "answerability": p.get("answerability"), "learned": _lexicon(), **overrides})
+        return cls(**{**base, "answerability": p.get("answerability"), "rerank": p.get("rerank"), "learned": _lexicon(),
+                      **overrides})
 
 
 @dataclass
@@ -191,6 +199,7 @@ class Retriever:
         self.idf = IDF(self.words)
         self.default_idf = math.log(1 + (n + 0.5) / 0.5)
         self.chunk_tokens = TokenSets(data.tokens)
+        self._sets: dict[int, tuple[frozenset, frozenset, int]] = {}
         self._texts = texts
         self._bilingual_lock = threading.Lock()
 
@@ -602,6 +611,70 @@ class Retriever:
             "words_not_in_corpus": words,
         }
 
+    def rerank_features(self, sig: "Signals", score: np.ndarray, options: Options | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in `score` of the best RERANK_CANDIDATES passages by fused score, highest first,
+        ties in row order; their RERANK_FEATURES as a matrix). Only those few passages are looked at."""
+        opts = options or self.options
+        finite = np.flatnonzero(np.isfinite(score))
+        if not len(finite):
+            return finite, np.zeros((0, len(RERANK_FEATURES)))
+        k = min(RERANK_CANDIDATES, len(finite))
+        first = finite[np.argpartition(-score[finite], k - 1)[:k]] if len(finite) > k else finite
+        kth = score[first].min()
+        first = finite[score[finite] >= kth]  # ties at the cut: all of them, then the stable order decides
+        order = first[np.lexsort((first, -score[first]))][:k]
+        dense = sig.dense
+        ceil = sig.ceilings if sig.ceilings and opts.lexical_floor > 0 else (None, None)
+
+        def scaled(x, top):  # as fuse() scales a signal (min-max, lexical ones against their ceiling)
+            lo, hi = float(x.min()), float(x.max())
+            d = max(hi - lo, opts.lexical_floor * top if top is not None else 0.0)
+            return (x[order] - lo) / d if d > 0 else np.zeros(len(order))
+
+        dense_all = scaled(dense, None)
+        lexical, bigram = scaled(sig.lexical, ceil[0]), scaled(sig.bigram, ceil[1])
+        q_grams = set(bigrams(sig.query.text))
+        q_idf = {t: self.idf.get(t, self.default_idf) for t in set(sig.lex_tokens)}
+        q_total = sum(q_idf.values())
+        X = np.empty((len(order), len(RERANK_FEATURES)))
+        best_dense = float(dense[order].max())
+        for n, i in enumerate(order):
+            row = int(i) if sig.rows is None else int(sig.rows[i])
+            tokens, grams, length = self._row_sets(row)
+            X[n] = (score[i] - score[order[0]], dense_all[n], dense[i] - best_dense, lexical[n], bigram[n],
+                    sum(q_idf[t] for t in tokens.intersection(q_idf)) / q_total if q_total else 0.0,
+                    len(q_grams.intersection(grams)) / len(q_grams) if q_grams else 0.0,
+                    math.log1p(length), 1.0 / (n + 1))
+        return order, X
+
+    def _row_sets(self, row: int) -> tuple[frozenset, frozenset, int]:
+        """(token set, character-bigram set, length) of chunk `row`, kept for the rows asked about
+        (at most ROW_SETS of them: the dict starts again when full)."""
+        got = self._sets.get(row)
+        if got is None:
+            if len(self._sets) >= ROW_SETS:
+                self._sets = {}
+            text = self.chunks[row].text
+            got = self._sets[row] = (frozenset(self.data.tokens[row]), frozenset(bigrams(text)), len(text))
+        return got
+
+    def reranked(self, sig: "Signals", score: np.ndarray, options: Options | None = None) -> np.ndarray:
+        """`score` with its best RERANK_CANDIDATES put in the second stage's order, above the rest
+        (a copy; `score` itself when the stage is off)."""
+        model = (options or self.options).rerank
+        if not model:
+            return score
+        order, X = self.rerank_features(sig, score, options)
+        if len(order) < 2:
+            return score
+        w = np.array([model["weights"][f] for f in RERANK_FEATURES])
+        mu = np.array([model["mean"][f] for f in RERANK_FEATURES])
+        sd = np.array([model["scale"][f] for f in RERANK_FEATURES])
+        s = ((X - mu) / sd) @ w
+        out = score.copy()
+        out[order] = float(score[order[0]]) + 1.0 + (s - s.min())
+        return out
+
     def top(self, score: np.ndarray, top_k: int, rows: np.ndarray | None = None) -> list[int]:
         """Rows of the best chunks, highest first, skipping any that overlaps one already taken.
         `rows`: what score's entries are (Signals.rows); None when score holds every chunk."""
@@ -651,11 +724,15 @@ class Retriever:
             if lut is not None:
                 allowed &= lut[self.doc_code[np.maximum(sig.rows, 0)]]
         score = np.where(allowed, self.fuse(sig), -np.inf)
-        head = self._top_positions(score, max(top_k, TYPED_PASSAGES), sig.rows)
+        head = self._top_positions(self.reranked(sig, score), max(top_k, TYPED_PASSAGES), sig.rows)
         pos = head[:top_k]
         rows = pos if sig.rows is None else [int(sig.rows[i]) for i in pos]
-        picked = [Candidate(self.chunks[r], float(score[i]), float(sig.dense[i]), float(sig.lexical[i]))
-                  for i, r in zip(pos, rows)]
+        picked, shown = [], math.inf
+        for i, r in zip(pos, rows):
+            # the fused score, never above the passage ranked before it (the second stage may have
+            # put a passage of lower fused score first): scores fall with the rank, as users read them
+            shown = min(shown, float(score[i]))
+            picked.append(Candidate(self.chunks[r], shown, float(sig.dense[i]), float(sig.lexical[i])))
         best = rows[0] if rows else None
         typed = [self.chunks[i if sig.rows is None else int(sig.rows[i])].text for i in head[:TYPED_PASSAGES]]
         features = self.features(sig, best, allowed, pos[0] if pos else None, typed)
