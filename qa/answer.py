@@ -2,6 +2,7 @@
 markers, and the /ask body. The server and the CLI both call `ask()`."""
 from __future__ import annotations
 
+import math
 import time
 from bisect import bisect_right
 from functools import lru_cache
@@ -15,6 +16,7 @@ NO_ANSWER_TEXT = "未在现有文件中找到与该问题直接相关的内容�
 NO_ANSWER_TEXT_EN = ("These documents do not answer this question directly. The passages below are less relevant, "
                      "for reference only.")
 MAX_HIGHLIGHT = 160
+HIGHLIGHT_DENSE = 30.0  # weight of a sentence window's cosine below the passage's best, in choosing the highlight (bench/highlight.py, chosen on train)
 
 
 def _bigrams(s: str) -> set[str]:
@@ -31,19 +33,31 @@ def _sentences(text: str) -> tuple[tuple[str, frozenset, frozenset], ...]:
     return tuple((s, frozenset(tokenize(s)), frozenset(_bigrams(s))) for s in sents if s)
 
 
-def highlight(retriever: Retriever, question: str, q_tokens: list[str], text: str, _question: tuple | None = None) -> str:
-    """The sentence (or two adjacent ones) of `text` that best answers the question.
+def highlight(retriever: Retriever, question: str, q_tokens: list[str], text: str, _question: tuple | None = None,
+              windows: list[tuple[int, int, float]] | None = None) -> str:
+    """The sentence (or two adjacent ones) of `text` that best answers the question: the words and
+    bigrams it shares with the question, and (`windows`: Retriever.window_cosines) how close in
+    meaning the sentence window holding it is, against the passage's closest window.
     `_question`: what `_question_features` gives, when one question highlights several passages."""
     feats = _sentences(text)
     if not feats:
         return text[:MAX_HIGHLIGHT]
     sents = [f[0] for f in feats]
     q_set, q_idf, q_bi = _question if _question is not None else _question_features(retriever, question, q_tokens)
-    best, best_score = 0, -1.0
+    near = [0.0] * len(feats)
+    if windows and len(windows) > 1 and HIGHLIGHT_DENSE:
+        top, pos = max(c for _, _, c in windows), 0
+        for i, s in enumerate(sents):
+            at = text.find(s, pos)
+            if at < 0:
+                break
+            pos = at + len(s)
+            near[i] = next((c for a, b, c in windows if a <= at < b), top) - top
+    best, best_score = 0, -math.inf
     for i, (s, toks, bis) in enumerate(feats):
         lex = sum(q_idf[t] for t in q_set & toks)
         bi = len(q_bi & bis) / (len(q_bi) or 1)
-        score = lex + 3.0 * bi - 0.002 * len(s)
+        score = lex + 3.0 * bi - 0.002 * len(s) + HIGHLIGHT_DENSE * near[i]
         if score > best_score:
             best, best_score = i, score
     out = sents[best]
@@ -117,7 +131,10 @@ def answer(retriever: Retriever, question: str, top_k: int = 5, filters: dict | 
     result = retriever.search(question, top_k=top_k, filters=filters, history=history)
     asked = result.query.text if result.query else question
     qf = _question_features(retriever, asked, result.query_tokens)
-    highlights = [highlight(retriever, asked, result.query_tokens, c.chunk.text, qf) for c in result.candidates]
+    near = retriever.window_cosines(result.rows, result.vector) if HIGHLIGHT_DENSE and result.rows else []
+    near = near or [None] * len(result.candidates)
+    highlights = [highlight(retriever, asked, result.query_tokens, c.chunk.text, qf, w)
+                  for c, w in zip(result.candidates, near)]
     scale = retriever.max_score
     passages = []
     for rank, (c, h) in enumerate(zip(result.candidates, highlights), start=1):

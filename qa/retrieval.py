@@ -141,6 +141,7 @@ class Signals:
     # features that need no vector, computed while the question is encoded (None: computed when asked for)
     unknown: tuple[float, list[str]] | None = None
     domain: float | None = None
+    vector: np.ndarray | None = None  # the question's embedding (after the adapter): highlights use it
 
 
 @dataclass
@@ -156,6 +157,8 @@ class SearchResult:
     probability: float = 1.0  # calibrated confidence that the passages answer the question
     features: dict = field(default_factory=dict)
     resolved_question: str = ""
+    vector: np.ndarray | None = None  # the question's embedding, for highlights
+    rows: list[int] = field(default_factory=list)  # the candidates' chunk rows
 
 
 FILTER_KEYS = {"doc_id", "region", "year", "kind", "issued_after"}
@@ -424,7 +427,7 @@ class Retriever:
             else:
                 sig = self._candidate_signals(question, resolved, verdict, query, lex_tokens, q_bigrams, q,
                                               self._allowed(filters, per_doc=True) if filters else None)
-            sig.unknown, sig.domain = unknown, domain
+            sig.unknown, sig.domain, sig.vector = unknown, domain, q[0]
             return sig
         # dense scores of the best DENSE_CANDIDATES chunks (all of them at the seeds' size); the
         # rest get the lowest score retrieved, so min-max fusion puts them at the bottom
@@ -442,7 +445,7 @@ class Retriever:
             np.maximum.at(best_window, self.data.window_owner[Iw[0][ok]], Dw[0][ok])
             dense = np.maximum(dense, best_window)
         return Signals(question, resolved, query, verdict, lex_tokens, dense, lexical, bigram,
-                       ceilings=ceilings, unknown=unknown, domain=domain)
+                       ceilings=ceilings, unknown=unknown, domain=domain, vector=q[0])
 
     def _vector_free(self, query: Query, content: Query, exact: bool) -> tuple:
         """What a question's signals need that does not depend on its vector: the lexical query, the
@@ -647,6 +650,38 @@ class Retriever:
                     math.log1p(length), 1.0 / (n + 1))
         return order, X
 
+    def window_cosines(self, rows: list[int], vector: np.ndarray | None) -> list[list[tuple[int, int, float]] | None]:
+        """For each chunk row: [start, end) of each of its sentence windows (qa.index.windows) and the
+        window's cosine with the question's vector; None where the windows' vectors cannot be had.
+        A replica's come from the remote index, in one query for all the rows."""
+        data = self.data
+        if vector is None or not rows:
+            return [None] * len(rows)
+        q = np.asarray(vector, dtype=np.float32)
+        local = len(data.window_vectors) == len(data.window_owner) and len(data.window_owner) > 0
+        fetched = {}
+        if not local:
+            get = getattr(self.remote, "window_vectors", None)
+            if get is None:
+                return [None] * len(rows)
+            try:
+                fetched = get([self.chunks[r].id for r in rows])
+            except Exception:  # highlights fall back to words alone; the answer itself is unchanged
+                return [None] * len(rows)
+        out = []
+        for row in rows:
+            spans = _window_spans(self.chunks[row].text)
+            if local:
+                lo, hi = np.searchsorted(data.window_owner, [row, row + 1])
+                vecs = data.window_vectors[lo:hi]
+            else:
+                vecs = fetched.get(self.chunks[row].id)
+            if vecs is None or len(vecs) != len(spans):
+                out.append(None)
+                continue
+            out.append([(x, y, float(c)) for (x, y), c in zip(spans, vecs @ q)])
+        return out
+
     def _row_sets(self, row: int) -> tuple[frozenset, frozenset, int]:
         """(token set, character-bigram set, length) of chunk `row`, kept for the rows asked about
         (at most ROW_SETS of them: the dict starts again when full)."""
@@ -763,6 +798,8 @@ class Retriever:
             probability=probability if reason in (None, "low_relevance") else 0.0,
             features=features,
             resolved_question=sig.resolved,
+            vector=sig.vector,
+            rows=[int(r) for r in rows],
         )
 
     # -------------------------------------------------------- answerability
@@ -783,6 +820,24 @@ class Retriever:
         z = a["bias"] + sum(w * (features[f] - a["mean"][f]) / a["scale"][f]
                             for f, w in a["weights"].items() if features.get(f) is not None)
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+def _window_spans(text: str) -> list[tuple[int, int]]:
+    """[start, end) of the sentence windows qa.index.windows makes of a chunk's text, in its order."""
+    from .index import WINDOW
+    from .text import split_sentences
+
+    spans, a, b = [], None, 0
+    for s0, s1 in split_sentences(text):
+        if a is not None and (b - a) + (s1 - s0) > WINDOW:
+            spans.append((a, b))
+            a = s0
+        elif a is None:
+            a = s0
+        b = s1
+    if a is not None:
+        spans.append((a, b))
+    return spans
 
 
 def _date(meta: dict) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 
 from qa.settings import REPO_ROOT, Settings
@@ -149,7 +150,6 @@ def test_quality_is_within_002_of_the_embedded_backend(milvus_tokens_service, em
 def test_dense_scores_are_the_embedded_ones_chunk_or_best_sentence_window(milvus_tokens_service, embedded_service):
     """The Milvus dense signal is the embedded one: max(chunk cosine, best sentence-window cosine),
     over every chunk at the seeds' size; BM25 scores on bm25s' scale."""
-    import numpy as np
 
     q = "托育服务覆盖率"
     e = embedded_service.retriever.signals(q)
@@ -207,6 +207,12 @@ def test_a_second_client_reads_the_knowledge_base_back_without_the_local_generat
         after = second.signals("托育 服务 覆盖率", "托育 育服 服务", v, 10, 10)
         for name in ("dense", "words", "grams"):
             assert after[name].ids == before[name].ids
+        # the sentence windows' vectors (a replica's highlights), in each chunk's window order
+        ids = [c.id for c in data.chunks[:40]]
+        got = second.window_vectors(ids)
+        owner = np.asarray(data.window_owner)
+        for row, cid in enumerate(ids):
+            assert np.array_equal(got[cid], data.window_vectors[owner == row]), cid
     finally:
         second.close()
 

@@ -446,6 +446,17 @@ class MilvusIndex:
             return hits
         return Hits([h["id"] for h in hits], np.array([h["distance"] for h in hits], dtype=np.float32))
 
+    def window_vectors(self, chunk_ids: list[str]) -> dict[str, np.ndarray]:
+        """chunk id -> its sentence windows' vectors, in window order (ids end in #w<j>)."""
+        if not chunk_ids:
+            return {}
+        rows = self.client.query(self.windows_collection, filter=f"chunk_id in [{', '.join(_lit(i) for i in chunk_ids)}]",
+                                 output_fields=["id", "chunk_id", "dense"])
+        per: dict[str, list] = {}
+        for r in rows:
+            per.setdefault(r["chunk_id"], []).append((int(r["id"].rsplit("#w", 1)[1]), r["dense"]))
+        return {c: np.asarray([v for _, v in sorted(ws)], dtype=np.float32) for c, ws in per.items()}
+
     def dense(self, vector: np.ndarray, k: int, expr: str = "", windows: bool = True) -> Hits:
         """The best chunks by cosine, each scored by the better of its own vector and its best
         sentence window (the embedded store's dense signal): the chunks' k best and the windows'
