@@ -92,6 +92,28 @@ def embedder(built):
 
 
 @pytest.fixture(scope="session")
+def seeds_service(settings, embedder):
+    """The service over the seeds' test index, shared by the test files that only read it."""
+    from qa.service import Service
+
+    return Service.load(settings, progress=False, embedder=embedder)
+
+
+@pytest.fixture(scope="session")
+def bench_script():
+    """A script of bench/ loaded as a module (its measuring functions, called by the tests)."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO_ROOT / "bench" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def seed_chunks():
     from qa.chunking import chunk_corpus
     from qa.corpus import load_corpus

@@ -2,34 +2,16 @@
 how close in meaning its sentence window is (qa/answer.py), on the real seeds with the real model."""
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
-import pytest
 
 import qa.answer as answer_mod
 from qa.evaluate import load_questions, own_files
 from qa.index import windows
-from qa.settings import REPO_ROOT
 
 
-@pytest.fixture(scope="module")
-def service(settings):
-    from qa.service import Service
-
-    return Service.load(settings, progress=False)
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("highlight_bench", REPO_ROOT / "bench" / "highlight.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_window_spans_are_the_windows_the_index_embedded(service):
-    r = service.retriever
-    q = service.embedder.encode_queries(["普惠性幼儿园覆盖率"])[0]
+def test_window_spans_are_the_windows_the_index_embedded(seeds_service):
+    r = seeds_service.retriever
+    q = seeds_service.embedder.encode_queries(["普惠性幼儿园覆盖率"])[0]
     rows = list(range(len(r.chunks)))
     got = r.window_cosines(rows, q)
     owner = np.asarray(r.data.window_owner)
@@ -40,26 +22,26 @@ def test_window_spans_are_the_windows_the_index_embedded(service):
         assert np.allclose([c for _, _, c in spans], r.data.window_vectors[owner == row] @ q, atol=1e-6)
 
 
-def test_the_highlight_is_the_sentence_closest_in_meaning_when_words_do_not_tell(service):
+def test_the_highlight_is_the_sentence_closest_in_meaning_when_words_do_not_tell(seeds_service):
     """A colloquial question shares no word with the sentence that answers it; the highlight is
     that sentence, not the one sharing 孩子 or 学校."""
-    body = service.ask("孩子一年下来起码得看几本闲书才行？", top_k=10)
+    body = seeds_service.ask("孩子一年下来起码得看几本闲书才行？", top_k=10)
     hit = [p for p in body["passages"] if "课外书" in p["text"] and "两本" in p["text"]]
     assert hit, [p["text"][:40] for p in body["passages"]]
     assert "两本" in hit[0]["highlight"], hit[0]["highlight"]
 
 
-def test_dense_windows_make_highlights_hold_the_answer_more_often_on_unseen_documents(service):
+def test_dense_windows_make_highlights_hold_the_answer_more_often_on_unseen_documents(seeds_service, bench_script):
     """The test split (documents nothing was chosen on): measured 0.857 -> 0.908 of highlights holding
     at least half of the evidence (the weight was chosen on the train split)."""
-    bench = _bench()
+    bench = bench_script("highlight")
     questions = [q for f in own_files() for q in load_questions(f) if q.get("split") == "test"]
     shipped = answer_mod.HIGHLIGHT_DENSE
     assert shipped > 0
-    with_dense = bench.measure(service.retriever, questions)["all"]
+    with_dense = bench.measure(seeds_service.retriever, questions)["all"]
     try:
         answer_mod.HIGHLIGHT_DENSE = 0.0
-        words_only = bench.measure(service.retriever, questions)["all"]
+        words_only = bench.measure(seeds_service.retriever, questions)["all"]
     finally:
         answer_mod.HIGHLIGHT_DENSE = shipped
     assert with_dense[0] > 100

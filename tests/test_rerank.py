@@ -2,30 +2,13 @@
 real seeds with the real model."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import replace
 
 import numpy as np
-import pytest
 
 from qa.evaluate import evaluate, load_questions, own_files
 from qa.retrieval import PARAMS, RERANK_CANDIDATES, RERANK_FEATURES, Options
-from qa.settings import REPO_ROOT
-
-
-@pytest.fixture(scope="module")
-def service(settings):
-    from qa.service import Service
-
-    return Service.load(settings, progress=False)
-
-
-def _fit_module():
-    spec = importlib.util.spec_from_file_location("fit", REPO_ROOT / "bench" / "fit.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _split(name: str) -> list[dict]:
@@ -42,8 +25,8 @@ def test_the_shipped_second_stage_was_fitted_on_the_train_split_only():
     assert Options.fitted().rerank == model
 
 
-def test_only_the_best_fused_candidates_move_and_scores_fall_with_the_rank(service):
-    r = service.retriever
+def test_only_the_best_fused_candidates_move_and_scores_fall_with_the_rank(seeds_service):
+    r = seeds_service.retriever
     moved = 0
     for q in ["孩子一年下来起码得看几本闲书才行？", "小学生是不是天天都有体育课上？", "老师家访是每家都要上门去吗？",
               "What is the target coverage of inclusive kindergartens?", "普惠性幼兒園覆蓋率目標是多少"]:
@@ -65,17 +48,17 @@ def test_only_the_best_fused_candidates_move_and_scores_fall_with_the_rank(servi
     assert moved  # the stage changes some orders (else it is not on)
 
 
-def test_the_second_stage_lifts_questions_it_was_not_fitted_on(service):
+def test_the_second_stage_lifts_questions_it_was_not_fitted_on(seeds_service):
     """The test split (documents the fit never saw): with the stage, MRR@10 and R@1 are higher than
     with the fused order alone (measured +0.019 MRR, +0.016 R@1)."""
-    r = service.retriever
+    r = seeds_service.retriever
     questions = _split("test")
     assert len(questions) > 100
-    on = evaluate(r, questions, service.sources)["overall"]
+    on = evaluate(r, questions, seeds_service.sources)["overall"]
     saved = r.options
     try:
         r.options = replace(saved, rerank=None)
-        off = evaluate(r, questions, service.sources)["overall"]
+        off = evaluate(r, questions, seeds_service.sources)["overall"]
     finally:
         r.options = saved
     assert on["MRR@10"] >= off["MRR@10"] + 0.01, (on, off)
@@ -83,10 +66,10 @@ def test_the_second_stage_lifts_questions_it_was_not_fitted_on(service):
     assert on["R@5"] >= off["R@5"] - 0.01, (on, off)
 
 
-def test_the_listwise_fit_learns_which_feature_marks_the_answer():
+def test_the_listwise_fit_learns_which_feature_marks_the_answer(bench_script):
     """Lists where the fused order is noise and one feature (coverage) marks the passage that holds the
     answer: the fit finds it and ranks held-out lists by it; the fused order alone does not."""
-    fit = _fit_module()
+    fit = bench_script("fit")
     rng = np.random.default_rng(0)
     cov = RERANK_FEATURES.index("coverage")
 
