@@ -59,11 +59,17 @@ def tokenize(text: str) -> list[str]:
 
 def content_words(text: str) -> list[tuple[str, str]]:
     """(word, part of speech) of the question's content words, jieba precise mode."""
+    return list(_content_words(text))
+
+
+@lru_cache(maxsize=4096)
+def _content_words(text: str) -> tuple[tuple[str, str], ...]:
+    # part-of-speech tagging is the slow part of a question's words, and two answerability inputs ask for them
     _jieba()
     import jieba.posseg as pseg
 
     stop = stopwords()
-    return [(w, tag) for w, tag in ((p.word.strip().lower(), p.flag) for p in pseg.lcut(text)) if w and w not in stop and _WORD.search(w)]
+    return tuple((w, tag) for w, tag in ((p.word.strip().lower(), p.flag) for p in pseg.lcut(text)) if w and w not in stop and _WORD.search(w))
 
 
 def bigrams(text: str) -> list[str]:
@@ -169,3 +175,50 @@ class Bilingual:
                     out.extend(self.index[form])
                     break
         return list(dict.fromkeys(out))
+
+
+# ------------------------------------------------------------ slips of a pinyin keyboard
+_HAN_ONLY = re.compile(r"[\u4e00-\u9fff]{2,}")
+
+
+@lru_cache(maxsize=1)
+def _sounds() -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """(character -> its readings with tone, reading -> the characters that have it), from pypinyin's
+    table of every CJK character (cái: 才 材 财 裁 …): the characters a pinyin keyboard offers for one syllable."""
+    from pypinyin.pinyin_dict import pinyin_dict
+
+    readings: dict[str, tuple[str, ...]] = {}
+    chars: dict[str, list[str]] = {}
+    for code, said in pinyin_dict.items():
+        if 0x4E00 <= code <= 0x9FFF:
+            ch = chr(code)
+            readings[ch] = tuple(said.split(","))
+            for r in readings[ch]:
+                chars.setdefault(r, []).append(ch)
+    return readings, {r: tuple(cs) for r, cs in chars.items()}
+
+
+def dictionary_word(word: str) -> bool:
+    """Whether general Chinese has the word (jieba's dictionary, with the domain's user dictionary)."""
+    return _jieba().dt.FREQ.get(word, 0) > 0
+
+
+def slip_of(word: str, known) -> str | None:
+    """The library word a question's word was meant to be, where it is a slip of a pinyin keyboard:
+    one character swapped for another of the same syllable and tone (优材 for 优才, 陪训 for 培训, 艺数
+    for 艺术), and the word itself no word of general Chinese. `known(w)` says whether the library
+    uses w (its document frequency; 0: not at all); of several candidates the most used wins.
+    A real word is never a slip (一般 is not 一半, 知道 not 指导), nor is a word the library has."""
+    if not _HAN_ONLY.fullmatch(word) or dictionary_word(word) or known(word):
+        return None
+    readings, chars = _sounds()
+    best, best_df = None, 0
+    for i, ch in enumerate(word):
+        for r in readings.get(ch, ()):
+            for c in chars.get(r, ()):
+                if c != ch:
+                    cand = word[:i] + c + word[i + 1 :]
+                    df = known(cand)
+                    if df > best_df:
+                        best, best_df = cand, df
+    return best

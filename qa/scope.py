@@ -93,17 +93,31 @@ class Scope:
             # of that period; a question about a year (到2025年的目标) is answered by a document that names it
             about_document = bool(query.kinds) or any("学年" in p for p in query.periods)
             span = self.periods if about_document else self.years
-            in_period = {d for d in docs if set(query.years) & span[d]}
+            # a document of a kind and a year (2019年教育工作要点) is one of that kind, where the documents
+            # left have any of it: a 工作意见 of 2018—2019 is not a 2019 工作要点. Where none of them is
+            # of that kind, the kind was said loosely (惠山区2018—2019学年度教育工作要点 for its 工作意见)
+            # and the period alone counts. Only a kind's full name counts here (工作要点, 专项规划): a bare 计划 or
+            # 意见 is as often a plain word (2020年计划招聘多少名教师 is about a plan to hire, not a 工作计划)
+            named = [k for k in query.kinds if len(k) >= 4]
+            of_kind = {d for d in docs if self.of_kind(d, named)} if named else set()
+            in_period = {d for d in (of_kind or docs) if set(query.years) & span[d]}
             if not in_period:
                 when = "、".join(query.periods) or "、".join(f"{y}年" for y in query.years)
                 where = "、".join(dict.fromkeys(p.name for p in places))
+                kind = "、".join(named) if of_kind else ""
                 if query.language == "en":
                     years = ", ".join(str(y) for y in query.years)
                     return Verdict("out_of_scope_period", set(), f"These documents do not cover {years}"
-                                   f"{' for ' + where if where else ''}. {self.covered('en')}", query)
-                return Verdict("out_of_scope_period", set(), f"知识库中没有{where}{when}的文件。{self.covered()}", query)
+                                   f"{' for ' + where if where else ''}{' (' + kind + ')' if kind else ''}. "
+                                   f"{self.covered('en')}", query)
+                return Verdict("out_of_scope_period", set(), f"知识库中没有{where}{when}的{kind or '文件'}。{self.covered()}", query)
             docs = in_period
         return Verdict(None, docs if (places or query.years) else set(), "", query)
+
+    def of_kind(self, doc: str, kinds) -> bool:
+        """Whether the document is of one of the kinds a question names (要点 ~ 工作要点, 规划 ~ 专项规划)."""
+        own = self.docs.get(doc, {}).get("kind") or ""
+        return bool(own) and any(k in own or own in k for k in kinds)
 
     def covered(self, language: str = "zh") -> str:
         if language == "en":

@@ -75,7 +75,8 @@ def test_school_years_and_plans():
     ("海门区中小学的校服多少钱一套？", ("money",)), ("公办幼儿园保育费收费标准", ("money",)),
     ("What are the tuition fees?", ("money",)), ("教师资格证笔试什么时候报名", ("date",)),
     ("零作业日是星期几", ("weekday",)), ("家长投诉热线电话", ("phone",)), ("小学新生几月几号开始报名", ("day",)),
-    ("普惠性幼儿园覆盖率", ()), ("新建几所公办幼儿园", ()), ("How many kindergartens will be built?", ())])
+    ("普惠性幼儿园覆盖率", ()), ("新建几所公办幼儿园", ()), ("How many kindergartens will be built?", ()),
+    ("学区分成哪几块", ()), ("一本练习册几块钱", ("money",))])  # 几块 alone is pieces
 def test_the_kind_of_answer_a_question_asks_for(question, want):
     assert parse(question).answer_types == want
 
@@ -95,11 +96,34 @@ def scope(settings):
     ("惠山区2021—2022学年度的重点任务", "out_of_scope_period"),  # a document of that school year
     ("What does Huishan's 2022 work plan say about kindergartens?", "out_of_scope_period"),  # a document of that year
     ("What were Huishan District's priorities for the 2020-2021 school year?", "out_of_scope_period"),
+    # a 工作要点 of 2021: the library's 工作要点 is of 2020; its 2021 documents are of other kinds
+    ("区里2021年教育工作要点的重点任务", "out_of_scope_period"),
 ])
 def test_out_of_scope_places_and_periods(scope, question, reason):
     v = scope.check(parse(question))
     assert v.reason == reason and v.docs == set()
     assert ("现有：" in v.message or "They cover" in v.message) and "惠山区" in v.message and "海门区" in v.message
+
+
+def test_a_document_of_a_kind_and_a_year_needs_one_of_that_kind(scope):
+    """2019年教育工作要点: 惠山区's 工作意见 covers 2019, but it is no 工作要点, and the library has a 工作要点 (of
+    2020). Where the documents left have none of the kind named, the kind was said loosely and the period
+    decides; a bare 计划 is a plain word (2020年计划招聘 is a plan to hire)."""
+    v = scope.check(parse("2019年教育工作要点对学前教育有什么安排"))
+    assert v.reason == "out_of_scope_period" and v.message.startswith("知识库中没有2019年的工作要点。")
+    assert scope.check(parse("2020年教育工作要点对学前教育有什么安排")).docs == {"003_699d69580ee34bfa"}
+    assert scope.check(parse("惠山区2018—2019学年度教育工作要点对美育有什么要求")).docs == {"000_eaec54ca81dddf17"}
+    assert scope.check(parse("2020年计划招聘多少名中小学教师")).reason is None
+
+
+def test_slips_of_a_pinyin_keyboard():
+    from qa.lexical import slip_of
+
+    library = {"培训": 12, "办学": 30, "一半": 4, "艺术": 9}.get
+    known = lambda w: library(w, 0)  # noqa: E731
+    assert slip_of("陪训", known) == "培训" and slip_of("半学", known) == "办学" and slip_of("艺数", known) == "艺术"
+    assert slip_of("一般", known) is None  # a word of general Chinese is never a slip (一半 differs in tone too)
+    assert slip_of("培训", known) is None and slip_of("手机", known) is None and slip_of("ABC", known) is None
 
 
 def test_a_period_is_left_out_of_the_search_only_where_it_is_the_documents_own(settings):
