@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import QAError
 from .index import EXACT_UP_TO
-from .lexical import Bilingual, bigrams, content_words, expand, synonyms, tokenize
+from .lexical import Bilingual, bigrams, content_words, expand, slip_of, synonyms, tokenize
 from .postings import IDF, CorpusWords, Postings, TokenSets
 from .query import Query, holds_answer_type, parse
 from .records import Chunk
@@ -42,9 +42,15 @@ from .records import Chunk
 RRF_K = 60
 PARAMS = Path(__file__).parent / "data" / "params.json"
 LEXICON = Path(__file__).parent / "data" / "lexicon.tsv"
+_HAN_WORD = re.compile(r"[\u4e00-\u9fff]{2,}")
 NOUN_TAGS = ("n", "vn", "j", "eng")  # jieba POS prefixes of names of things (n, nr, ns, nt, nz, …)
+# the parts of speech a question's topic can be said in: nouns, verbs (返聘, 复读), numerals with their measure
+# (几点, 一套), time words, abbreviations. Pronouns, locatives, adverbs, adjectives and idioms the library lacks
+# (这边, 里面, 不难, 老掉牙) are how people talk, not what they ask about: on the train questions they were
+# absent from 290 answerable questions' words against 25 unanswerable ones'
+TOPIC_TAGS = ("n", "v", "m", "t", "j", "eng")
 FEATURES = ("top_cosine", "cosine_margin", "top_z", "coverage", "unknown", "unknown_noun", "domain", "english",
-            "dense_gap", "answer_type_missing")
+            "dense_gap", "answer_type_missing", "absent", "absent_any", "absent_length")
 TYPED_PASSAGES = 3  # the best passages looked at for the kind of answer a question asks for (qa.query.ANSWER_TYPES)
 # the second stage: the best RERANK_CANDIDATES passages of the fused score are put in order again by a
 # linear model over these features of each (fitted by bench/fit.py on the train split, listwise)
@@ -84,6 +90,7 @@ class Options:
     prefer_region_year: bool = True
     synonyms: bool = True  # everyday words -> official terms, for the lexical signals
     bilingual: bool = True  # English words -> the corpus's Chinese words (CC-CEDICT), for the lexical signals
+    slips: bool = True  # a word the library lacks that sounds like one of its words (优材 -> 优才), for the lexical signals
     scope: bool = True  # out-of-scope place/period -> no answer
     adapter: bool = True  # the query-side adapter trained for the model (embeddings/query_adapter.py), if one is shipped
     learned: dict | None = None  # everyday word -> the documents' words, learned by bench/learn_lexicon.py
@@ -140,6 +147,7 @@ class Signals:
     ceilings: tuple[float, float] | None = None  # the most the question's words / bigrams can score in one chunk
     # features that need no vector, computed while the question is encoded (None: computed when asked for)
     unknown: tuple[float, list[str]] | None = None
+    absent: tuple[float, int, list[str]] | None = None
     domain: float | None = None
     vector: np.ndarray | None = None  # the question's embedding (after the adapter): highlights use it
 
@@ -309,7 +317,9 @@ class Retriever:
         Chinese: nouns of two or more characters (jieba precise mode with part of speech)
         that the corpus text never contains: precise mode matters, search mode would cut
         研究生 into 研究 + 研究生 and the known fragment would hide that the corpus never
-        mentions graduate students; a word the synonym lexicon maps counts as known.
+        mentions graduate students; a word the synonym lexicon maps counts as known, and so do a
+        word of a document's title (要点 of 2020年某区教育工作要点) and a pinyin-keyboard slip of one of
+        the library's words (优材 for 优才).
         English: content words with no dictionary translation into the corpus's words."""
         if query.language == "en":
             words = [w for w in _en_words(query.text)]
@@ -321,10 +331,43 @@ class Retriever:
         if not words:
             return 0.0, []
         everyday = [e for e, _ in synonyms() if e in query.text]
-        known = self.corpus_words
+        known, titles = self.corpus_words, self._titles
         unknown = [w for w, tag in words if tag.startswith(NOUN_TAGS) and len(w) >= 2 and w not in known
-                   and not any(w in e or e in w for e in everyday)]
+                   and w not in titles and not any(w in e or e in w for e in everyday) and not self.slip(w)]
         return len(unknown) / len(words), unknown
+
+    def word_df(self, word: str) -> int:
+        """In how many chunks the library uses the word as a jieba token (0: never)."""
+        tid = self.words.vocab.get(word)
+        return self.words.df(tid) if tid is not None else 0
+
+    @cached_property
+    def _titles(self) -> str:
+        return "\n".join(str(m.get("title") or "") for m in self.data.docs.values()).lower()
+
+    def slip(self, word: str) -> str | None:
+        """The library's word a question's word is a pinyin-keyboard slip of (优材 -> 优才), if any."""
+        return slip_of(word, self.word_df)
+
+    def absent_words(self, query: Query) -> tuple[float, int, list[str]]:
+        """(share, number of content words, words) of the question's content words that the library never
+        uses: neither its text nor a document's title has them, the synonym lexicon does not map them, and
+        they are no slip of a pinyin keyboard for one of its words. Wider than `unknown_words` (nouns only):
+        返聘, 复读, 欺凌, 染发 are verbs, and a question about them asks about something no document treats
+        (TOPIC_TAGS). The number of content words lets the model tell a short question resting on such a
+        word from a long, chatty one that has a few (女儿, 同事) around its real topic."""
+        if query.language == "en":
+            words = _en_words(query.text)
+            unknown = [w for w in words if not self.bilingual.translate(w)]
+            return (len(unknown) / len(words) if words else 0.0), len(words), unknown
+        words = content_words(query.text)
+        if not words:
+            return 0.0, 0, []
+        everyday = [e for e, _ in synonyms() if e in query.text]
+        known, titles = self.corpus_words, self._titles
+        absent = [w for w, tag in words if tag.startswith(TOPIC_TAGS) and _HAN_WORD.fullmatch(w) and w not in known and w not in titles
+                  and not any(w in e or e in w for e in everyday) and not self.slip(w)]
+        return len(absent) / len(words), len(words), absent
 
     def content_query(self, query: Query, verdict) -> Query:
         """The question less the places and periods that point it at documents (the preference for
@@ -361,6 +404,10 @@ class Retriever:
         if opts.bilingual and query.language != "zh":
             extra.append(" ".join(self.bilingual.translate(text)))
         own = tokenize(text)
+        if opts.slips:  # 优材计划 searches 优才 too: a word the library lacks that sounds like one of its own
+            meant = [m for m in (self.slip(w) for w in dict.fromkeys(own) if not self.word_df(w)) if m]
+            if meant:
+                extra.append(" ".join(meant))
         if opts.learned:
             learned = [v for w in dict.fromkeys(own) for v in opts.learned.get(w, ())]
             if learned:
@@ -415,7 +462,7 @@ class Retriever:
         else:
             side = self._vector_free(query, content, exact)
             q = self.embedder.encode_queries(texts)
-        lex_tokens, q_bigrams, unknown, domain, lexical, bigram, ceilings = side
+        lex_tokens, q_bigrams, unknown, absent, domain, lexical, bigram, ceilings = side
         if mean:
             q = q.sum(axis=0, keepdims=True)
             q = (q / np.linalg.norm(q)).astype(np.float32)
@@ -427,7 +474,7 @@ class Retriever:
             else:
                 sig = self._candidate_signals(question, resolved, verdict, query, lex_tokens, q_bigrams, q,
                                               self._allowed(filters, per_doc=True) if filters else None)
-            sig.unknown, sig.domain, sig.vector = unknown, domain, q[0]
+            sig.unknown, sig.absent, sig.domain, sig.vector = unknown, absent, domain, q[0]
             return sig
         # dense scores of the best DENSE_CANDIDATES chunks (all of them at the seeds' size); the
         # rest get the lowest score retrieved, so min-max fusion puts them at the bottom
@@ -445,20 +492,21 @@ class Retriever:
             np.maximum.at(best_window, self.data.window_owner[Iw[0][ok]], Dw[0][ok])
             dense = np.maximum(dense, best_window)
         return Signals(question, resolved, query, verdict, lex_tokens, dense, lexical, bigram,
-                       ceilings=ceilings, unknown=unknown, domain=domain, vector=q[0])
+                       ceilings=ceilings, unknown=unknown, absent=absent, domain=domain, vector=q[0])
 
     def _vector_free(self, query: Query, content: Query, exact: bool) -> tuple:
         """What a question's signals need that does not depend on its vector: the lexical query, the
         unknown words and domain features, and (every chunk scored) both BM25 passes."""
         lex_tokens, q_bigrams = self.lexical_query(content)
         unknown, domain = self.unknown_words(query), self.domain(lex_tokens)
+        absent = self.absent_words(query)
         lexical = bigram = ceilings = None
         if exact:
             zeros = np.zeros(len(self.chunks), dtype=np.float32)
             lexical = np.asarray(self.data.bm25.get_scores(lex_tokens), dtype=np.float32) if lex_tokens else zeros
             bigram = np.asarray(self.data.bm25_bigrams.get_scores(q_bigrams), dtype=np.float32) if q_bigrams else zeros
             ceilings = self._ceilings(lex_tokens, q_bigrams)
-        return lex_tokens, q_bigrams, unknown, domain, lexical, bigram, ceilings
+        return lex_tokens, q_bigrams, unknown, absent, domain, lexical, bigram, ceilings
 
     def _candidate_signals(self, question, resolved, verdict, query, lex_tokens, q_bigrams, q, lut) -> "Signals":
         data = self.data
@@ -594,6 +642,7 @@ class Retriever:
         dense = np.sort(sig.dense[allowed])[::-1] if allowed.any() else np.zeros(1, dtype=np.float32)
         spread = dense if sig.sample is None else sig.sample  # the question's own cosine distribution
         unknown, words = sig.unknown if sig.unknown is not None else self.unknown_words(sig.query)
+        absent, length, _ = sig.absent if sig.absent is not None else self.absent_words(sig.query)
         return {
             "top_cosine": float(dense[0]),
             "cosine_margin": float(dense[0] - dense[min(9, len(dense) - 1)]),
@@ -611,6 +660,13 @@ class Retriever:
             # the best passages holds one (校服多少钱一套 against passages without an amount)
             "answer_type_missing": 1.0 if sig.query.answer_types and not any(
                 holds_answer_type(t, x) for t in sig.query.answer_types for x in typed or ()) else 0.0,
+            # words of any kind the library never uses: their share of the question's words, whether there is
+            # one, and the question's length where there is (a long, chatty question has a few around its topic,
+            # 女儿, 同事; a short one rests on it, 手机, 公积金). A question without one is not judged by its
+            # length: short questions and follow-ups are as answerable as long ones
+            "absent": absent,
+            "absent_any": 1.0 if absent > 0 else 0.0,
+            "absent_length": float(length) if absent > 0 else 0.0,
             "words_not_in_corpus": words,
         }
 
