@@ -375,6 +375,24 @@ ANSWER_TYPES: dict[str, tuple[re.Pattern, re.Pattern]] = {
                 re.compile(r"星期[一二三四五六日天]|周[一二三四五六日]|礼拜[一二三四五六日天]")),
     "phone": (re.compile(r"电话|热线|号码|联系方式|\bphone\b|\bhotline\b|\btelephone\b", re.I),
               re.compile(r"\d{3,4}-?\d{7,8}|\d{5,}")),
+    # a score is a number of points (多少分, 满分, 分数线是多少); 分之, 分钟 and the like are not points
+    "score": (re.compile(r"(?:多少|几)\s*分(?![之钟类配级批期层校布成别析片])|满分|分数线(?:是|为|定在)?多少"
+                         r"|\bhow many points\b|\bfull marks\b|\b(?:cut-?off|passing|minimum|admission)\s+(?:score|mark)s?\b", re.I),
+              re.compile(r"\d+(?:\.\d+)?\s*分(?![之钟类配级批期层校布成别析片])")),
+    # an age is a number of years old (几周岁, 多大年龄)
+    "age": (re.compile(r"几岁|几周岁|多少岁|多大年龄|年龄(?:要求|限制|是多少)|\bhow old\b|\b(?:minimum\s+)?age (?:limit|requirement)\b", re.I),
+            re.compile(r"\d+\s*周?岁|[一二三四五六七八九十两]+周?岁")),
+    # a time of day (几点, 办公时间): a clock time, or a part of the day
+    "clock": (re.compile(r"几点|什么时间段|(?:上班|下班|办公|开放|营业|接待)时间|\bwhat time\b|\b(?:opening|office|business) hours\b", re.I),
+              re.compile(r"\d{1,2}\s*[:：]\s*\d{2}|\d{1,2}\s*[点时](?!\d)|上午|下午|中午|晚上|早上|傍晚")),
+    # where something is: an address (在哪条路, 地址), a street with its number
+    "address": (re.compile(r"地址|哪条路|哪条街|门牌|具体位置|\baddress\b|\bwhere\b.*\blocated\b", re.I),
+                re.compile(r"[路街巷弄道]\s*\d+\s*号|地址\s*[:：为]|门牌")),
+    # the papers an application needs (要带哪些证件, 准备哪些材料): the passage names such papers
+    "papers": (re.compile(r"(?:准备|带|提交|提供|需要|要)[^，。？?]{0,4}(?:哪些|什么|啥)(?:材料|证件|资料|证明)"
+                          r"|(?:材料|证件|资料)(?:有哪些|是什么|包括什么)|\b(?:what|which)\s+(?:documents|papers|materials)\b"
+                          r"|\brequired documents\b", re.I),
+               re.compile(r"身份证|户口(?:簿|本)|户籍证明|出生(?:医学)?证|房产证|居住证|不动产权|证明材料|复印件|照片|申请表")),
 }
 
 

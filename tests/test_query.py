@@ -76,9 +76,22 @@ def test_school_years_and_plans():
     ("What are the tuition fees?", ("money",)), ("教师资格证笔试什么时候报名", ("date",)),
     ("零作业日是星期几", ("weekday",)), ("家长投诉热线电话", ("phone",)), ("小学新生几月几号开始报名", ("day",)),
     ("普惠性幼儿园覆盖率", ()), ("新建几所公办幼儿园", ()), ("How many kindergartens will be built?", ()),
-    ("学区分成哪几块", ()), ("一本练习册几块钱", ("money",))])  # 几块 alone is pieces
+    ("学区分成哪几块", ()), ("一本练习册几块钱", ("money",)),  # 几块 alone is pieces
+    ("中考体育满分多少分", ("score",)), ("小班要满几周岁", ("age",)), ("图书馆几点开门", ("clock",)),
+    ("家长学校的地址在哪", ("address",)), ("转学要带哪些证件", ("papers",)), ("What documents are required?", ("papers",)),
+    ("三分之一的学校", ()), ("课间十分钟", ()), ("重点工作有哪些", ())])
 def test_the_kind_of_answer_a_question_asks_for(question, want):
     assert parse(question).answer_types == want
+
+
+@pytest.mark.parametrize("kind, held, not_held", [
+    ("score", "综合监测分值保持90分以上", "提高录取分数线的全市排名"), ("age", "面向3周岁以下婴幼儿", "关注婴幼儿成长"),
+    ("clock", "每天下午3点30分放学", "落实每天锻炼1小时"), ("address", "地址：建设路12号", "在城区新建学校"),
+    ("papers", "凭户口簿和房产证报名", "报名工作有序开展")])
+def test_a_passage_holds_an_answer_of_a_kind_or_not(kind, held, not_held):
+    from qa.query import holds_answer_type
+
+    assert holds_answer_type(kind, held) and not holds_answer_type(kind, not_held)
 
 
 @pytest.fixture(scope="module")
