@@ -186,7 +186,34 @@ def fit(r, rows, sources, fusion_grid: bool = False, extra=(), rerank: bool = Tr
     learn = [x for x in list(rows) + list(extra) if x["want"] or not x["sig"].verdict.reason]
     X = features(r, learn, fusion)
     y = np.array([1.0 if x["want"] else 0.0 for x in learn])
-    return replace(fusion, answerability=fit_logistic(X, y))
+    model = fit_logistic(X, y)
+    if OUT_OF_FOLD:
+        model["threshold"] = out_of_fold_threshold(X, y, [doc_of(x) for x in learn])
+    return replace(fusion, answerability=model)
+
+
+OUT_OF_FOLD = True  # --in-sample-threshold: the threshold from the model's own training probabilities (before)
+
+
+def out_of_fold_threshold(X, y, docs) -> float:
+    """The threshold that keeps false no-answers at MAX_FALSE of the answerable questions, read off
+    probabilities each question gets from a model fitted without its document (leave-one-document-out
+    inside the rows fitted on; questions of no document are always fitted on). A model's probabilities
+    on its own training questions are higher than an unseen question's, so a threshold set on them
+    refuses more unseen answerable questions than MAX_FALSE says."""
+    docs = np.array([d or "" for d in docs])
+    oof = np.full(len(y), np.nan)
+    for d in sorted(set(docs[y == 1]) - {""}):
+        held = docs == d
+        m = fit_logistic(X[~held], y[~held])
+        w = np.array([m["weights"][f] for f in INPUTS])
+        mu = np.array([m["mean"][f] for f in INPUTS])
+        sd = np.array([m["scale"][f] for f in INPUTS])
+        oof[held] = 1 / (1 + np.exp(-(((X[held] - mu) / sd) @ w + m["bias"])))
+    pos = np.sort(oof[(y == 1) & ~np.isnan(oof)])
+    if not len(pos):
+        return 0.5
+    return round(float(pos[int(np.floor(MAX_FALSE * len(pos)))] - 1e-6), 4)
 
 
 def score(r, rows, opts, sources) -> dict:
@@ -247,10 +274,14 @@ def main(argv=None) -> int:
                     help="without the second stage (the ablation: fused order, answerability refitted on it)")
     ap.add_argument("--no-hard-negatives", action="store_true",
                     help="fit the answerability model without the hard unanswerable questions (the ablation, see synthetic_questions)")
+    ap.add_argument("--in-sample-threshold", action="store_true",
+                    help="set the threshold on the model's own training probabilities (before), not out of fold")
     ap.add_argument("--drop", nargs="+", default=[], choices=FEATURES, metavar="INPUT",
                     help="leave these inputs out of the answerability model (the ablation of each; with --check)")
     args = ap.parse_args(argv)
     INPUTS[:] = [f for f in FEATURES if f not in args.drop]
+    global OUT_OF_FOLD
+    OUT_OF_FOLD = not args.in_sample_threshold
 
     from qa.service import Service
     from qa.settings import Settings

@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import QAError
 from .index import EXACT_UP_TO
-from .lexical import Bilingual, bigrams, content_words, expand, slip_of, synonyms, tokenize
+from .lexical import Bilingual, bigrams, content_words, dictionary_word, expand, slip_of, synonyms, tokenize
 from .postings import IDF, CorpusWords, Postings, TokenSets
 from .query import Query, holds_answer_type, parse
 from .records import Chunk
@@ -365,7 +365,10 @@ class Retriever:
             return 0.0, 0, []
         everyday = [e for e, _ in synonyms() if e in query.text]
         known, titles = self.corpus_words, self._titles
-        absent = [w for w, tag in words if tag.startswith(TOPIC_TAGS) and _HAN_WORD.fullmatch(w) and w not in known and w not in titles
+        # a two-character string general Chinese does not have is jieba's guess at a word, as often a cut in
+        # the wrong place (多少名省特级 -> 名省, 能装上 -> 能装) as a word: it does not count
+        absent = [w for w, tag in words if tag.startswith(TOPIC_TAGS) and _HAN_WORD.fullmatch(w)
+                  and (len(w) > 2 or dictionary_word(w)) and w not in known and w not in titles
                   and not any(w in e or e in w for e in everyday) and not self.slip(w)]
         return len(absent) / len(words), len(words), absent
 
