@@ -8,10 +8,10 @@ SERVE_ARGS := $(if $(filter command line,$(origin HOST)),--host $(HOST)) $(if $(
 
 # The stamp stands for the Python environment only: a failed browser install must not
 # hide behind it, so that part is a separate target tried again on every `make install`/`make test`.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install --upgrade pip
-	$(VENV)/bin/pip install -e '.[dev]'
+	$(VENV)/bin/pip install -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 .PHONY: install browser run test bench
