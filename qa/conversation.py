@@ -42,7 +42,7 @@ _PUNCT = re.compile(r"[\s,.!?~，。！？、～…:：;；'\"“”‘’()（�
 
 # questions about the service itself, not about the documents ("你是谁？", "你能做什么", "what can you do?")
 _ABOUT_ME = re.compile(
-    r"(?:(?:你|您)(?:好)?(?:是谁|是什么|是啥|叫什么(?:名字)?|能(?:帮我)?(?:做|干)?(?:什么|啥)|会(?:做|干)?(?:什么|啥)|"
+    r"(?:请问)?(?:(?:你|您)(?:好)?(?:是谁|是什么|是啥|叫什么(?:名字)?|能(?:帮我)?(?:做|干)?(?:什么|啥)|会(?:做|干)?(?:什么|啥)|"
     r"有什么用|可以(?:帮我)?(?:做|干)?(?:什么|啥)|怎么用)|怎么用|如何使用|使用说明|帮助|"
     r"whoareyou|whatareyou|whatcanyoudo|whatdoyoudo|howdoiuseyou|howdoiusethis|help)"
     r"(?:啊|呀|呢|吗|了|please)*"
@@ -51,9 +51,15 @@ _ABOUT_ME = re.compile(
 
 def is_greeting(text: str) -> bool:
     """Greetings and thanks alone ("你好！", "谢谢你", "hello", "thank you very much"), and questions
-    about the service itself ("你是谁？", "你能做什么", "what can you do?"), nothing more."""
+    about the service itself ("你是谁？", "你能做什么", "what can you do?"), after a greeting or not,
+    nothing more."""
     t = _PUNCT.sub("", text.lower())
-    return 0 < len(t) <= 40 and (_GREETING.fullmatch(t) is not None or _ABOUT_ME.fullmatch(t) is not None)
+    if not 0 < len(t) <= 40:
+        return False
+    if _GREETING.fullmatch(t) is not None or _ABOUT_ME.fullmatch(t) is not None:
+        return True
+    # a greeting before the question about the service ("你好，你是谁？", "hi, what can you do?")
+    return any(_GREETING.fullmatch(t[:i]) and _ABOUT_ME.fullmatch(t[i:]) for i in range(1, len(t)))
 
 
 def _is_thanks(text: str) -> bool:

@@ -273,7 +273,8 @@ def test_cli_ask_takes_the_conversation_too(settings):
 
 
 @pytest.mark.parametrize("said, history", [("你好", []), ("好的，谢谢", ["武进区怎么开展党员志愿服务？"]), ("thank you!", []),
-                                            ("你是谁？", []), ("你能做什么", []), ("What can you do?", [])])
+                                            ("你是谁？", []), ("你能做什么", []), ("What can you do?", []),
+                                            ("您好，请问你能做什么？", ["惠山区的学前教育怎么发展？"]), ("hi, who are you?", [])])
 def test_greetings_and_thanks_are_not_questions(settings, said, history):
     from qa.service import Service
 
