@@ -382,8 +382,9 @@ ANSWER_TYPES: dict[str, tuple[re.Pattern, re.Pattern]] = {
     # an age is a number of years old (几周岁, 多大年龄)
     "age": (re.compile(r"几岁|几周岁|多少岁|多大年龄|年龄(?:要求|限制|是多少)|\bhow old\b|\b(?:minimum\s+)?age (?:limit|requirement)\b", re.I),
             re.compile(r"\d+\s*周?岁|[一二三四五六七八九十两]+周?岁")),
-    # a time of day (几点, 办公时间): a clock time, or a part of the day
-    "clock": (re.compile(r"几点|什么时间段|(?:上班|下班|办公|开放|营业|接待)时间|\bwhat time\b|\b(?:opening|office|business) hours\b", re.I),
+    # a time of day (几点): a clock time, or a part of the day. 接待时间, 开放时间 and office hours are not asked
+    # here: a day answers them as well (校长接待日, 周末开放)
+    "clock": (re.compile(r"几点|\bwhat time\b", re.I),
               re.compile(r"\d{1,2}\s*[:：]\s*\d{2}|\d{1,2}\s*[点时](?!\d)|上午|下午|中午|晚上|早上|傍晚")),
     # where something is: an address (在哪条路, 地址), a street with its number
     "address": (re.compile(r"地址|哪条路|哪条街|门牌|具体位置|\baddress\b|\bwhere\b.*\blocated\b", re.I),
