@@ -178,7 +178,7 @@ class Bilingual:
 
 
 # ------------------------------------------------------------ slips of a pinyin keyboard
-_HAN_ONLY = re.compile(r"[\u4e00-\u9fff]{2,}")
+HAN_WORD = re.compile(r"[\u4e00-\u9fff]{2,}")  # a word of two or more Chinese characters, nothing else
 
 
 @lru_cache(maxsize=1)
@@ -209,7 +209,7 @@ def slip_of(word: str, known) -> str | None:
     for 艺术), and the word itself no word of general Chinese. `known(w)` says whether the library
     uses w (its document frequency; 0: not at all); of several candidates the most used wins.
     A real word is never a slip (一般 is not 一半, 知道 not 指导), nor is a word the library has."""
-    if not _HAN_ONLY.fullmatch(word) or dictionary_word(word) or known(word):
+    if not HAN_WORD.fullmatch(word) or dictionary_word(word) or known(word):
         return None
     readings, chars = _sounds()
     best, best_df = None, 0

@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import QAError
 from .index import EXACT_UP_TO
-from .lexical import Bilingual, bigrams, content_words, dictionary_word, expand, slip_of, synonyms, tokenize
+from .lexical import HAN_WORD, Bilingual, bigrams, content_words, dictionary_word, expand, slip_of, synonyms, tokenize
 from .postings import IDF, CorpusWords, Postings, TokenSets
 from .query import Query, holds_answer_type, parse
 from .records import Chunk
@@ -42,7 +42,6 @@ from .records import Chunk
 RRF_K = 60
 PARAMS = Path(__file__).parent / "data" / "params.json"
 LEXICON = Path(__file__).parent / "data" / "lexicon.tsv"
-_HAN_WORD = re.compile(r"[\u4e00-\u9fff]{2,}")
 NOUN_TAGS = ("n", "vn", "j", "eng")  # jieba POS prefixes of names of things (n, nr, ns, nt, nz, …)
 # the parts of speech a question's topic can be said in: nouns, verbs (返聘, 复读), numerals with their measure
 # (几点, 一套), time words, abbreviations. Pronouns, locatives, adverbs, adjectives and idioms the library lacks
@@ -322,19 +321,28 @@ class Retriever:
         the library's words (优材 for 优才).
         English: content words with no dictionary translation into the corpus's words."""
         if query.language == "en":
-            words = [w for w in _en_words(query.text)]
-            if not words:
-                return 0.0, []
-            unknown = [w for w in words if not self.bilingual.translate(w)]
-            return len(unknown) / len(words), unknown
+            words, unknown = self._english_unknown(query)
+            return (len(unknown) / len(words) if words else 0.0), unknown
         words = content_words(query.text)
         if not words:
             return 0.0, []
+        lacks = self._lacks(query)
+        unknown = [w for w, tag in words if tag.startswith(NOUN_TAGS) and len(w) >= 2 and lacks(w)]
+        return len(unknown) / len(words), unknown
+
+    def _english_unknown(self, query: Query) -> tuple[list[str], list[str]]:
+        """(content words, those with no dictionary translation into the corpus's words) of an English question."""
+        words = _en_words(query.text)
+        return words, [w for w in words if not self.bilingual.translate(w)]
+
+    def _lacks(self, query: Query):
+        """w -> whether the library never uses the question's word w: neither its text nor a document's title
+        has it, the synonym lexicon does not map it (from the question's everyday words), and it is no
+        pinyin-keyboard slip of one of the library's words."""
         everyday = [e for e, _ in synonyms() if e in query.text]
         known, titles = self.corpus_words, self._titles
-        unknown = [w for w, tag in words if tag.startswith(NOUN_TAGS) and len(w) >= 2 and w not in known
-                   and w not in titles and not any(w in e or e in w for e in everyday) and not self.slip(w)]
-        return len(unknown) / len(words), unknown
+        return lambda w: (w not in known and w not in titles and not any(w in e or e in w for e in everyday)
+                          and not self.slip(w))
 
     def word_df(self, word: str) -> int:
         """In how many chunks the library uses the word as a jieba token (0: never)."""
@@ -357,19 +365,16 @@ class Retriever:
         (TOPIC_TAGS). The number of content words lets the model tell a short question resting on such a
         word from a long, chatty one that has a few (女儿, 同事) around its real topic."""
         if query.language == "en":
-            words = _en_words(query.text)
-            unknown = [w for w in words if not self.bilingual.translate(w)]
+            words, unknown = self._english_unknown(query)
             return (len(unknown) / len(words) if words else 0.0), len(words), unknown
         words = content_words(query.text)
         if not words:
             return 0.0, 0, []
-        everyday = [e for e, _ in synonyms() if e in query.text]
-        known, titles = self.corpus_words, self._titles
+        lacks = self._lacks(query)
         # a two-character string general Chinese does not have is jieba's guess at a word, as often a cut in
         # the wrong place (多少名省特级 -> 名省, 能装上 -> 能装) as a word: it does not count
-        absent = [w for w, tag in words if tag.startswith(TOPIC_TAGS) and _HAN_WORD.fullmatch(w)
-                  and (len(w) > 2 or dictionary_word(w)) and w not in known and w not in titles
-                  and not any(w in e or e in w for e in everyday) and not self.slip(w)]
+        absent = [w for w, tag in words if tag.startswith(TOPIC_TAGS) and HAN_WORD.fullmatch(w)
+                  and (len(w) > 2 or dictionary_word(w)) and lacks(w)]
         return len(absent) / len(words), len(words), absent
 
     def content_query(self, query: Query, verdict) -> Query:
