@@ -276,6 +276,8 @@ def main(argv=None) -> int:
                     help="fit the answerability model without the hard unanswerable questions (the ablation, see synthetic_questions)")
     ap.add_argument("--in-sample-threshold", action="store_true",
                     help="set the threshold on the model's own training probabilities (before), not out of fold")
+    ap.add_argument("--also", nargs="+", default=[], type=Path, metavar="FILE",
+                    help="more question files for the pool, split by document like the own files (e.g. blind sets already read)")
     ap.add_argument("--drop", nargs="+", default=[], choices=FEATURES, metavar="INPUT",
                     help="leave these inputs out of the answerability model (the ablation of each; with --check)")
     args = ap.parse_args(argv)
@@ -291,7 +293,7 @@ def main(argv=None) -> int:
     r, sources = svc.retriever, svc.sources
     files = own_files()
     split = load_split(files[0])
-    questions = [q for f in files for q in load_questions(f)]
+    questions = [q for f in files + args.also for q in load_questions(f)]
     rows = prepare(svc, questions)
     synthetic = prepare(svc, synthetic_questions(not args.no_hard_negatives))
     train = [x for x in rows if split.get(doc_of(x)) == "train"]

@@ -63,13 +63,53 @@ def content_words(text: str) -> list[tuple[str, str]]:
 
 
 @lru_cache(maxsize=4096)
-def _content_words(text: str) -> tuple[tuple[str, str], ...]:
-    # part-of-speech tagging is the slow part of a question's words, and two answerability inputs ask for them
+def tagged(text: str) -> tuple[tuple[str, str], ...]:
+    """(word, part of speech) of every word of the text, jieba precise mode, in order. Tagging is the
+    slow part of a question's words, and three answerability inputs ask for them: done once."""
     _jieba()
     import jieba.posseg as pseg
 
+    return tuple((p.word.strip().lower(), p.flag) for p in pseg.lcut(text))
+
+
+@lru_cache(maxsize=4096)
+def _content_words(text: str) -> tuple[tuple[str, str], ...]:
     stop = stopwords()
-    return tuple((w, tag) for w, tag in ((p.word.strip().lower(), p.flag) for p in pseg.lcut(text)) if w and w not in stop and _WORD.search(w))
+    return tuple((w, tag) for w, tag in tagged(text) if w and w not in stop and _WORD.search(w))
+
+
+# what a question asks with: 多少, 几所, 哪些, 什么, 谁, 怎么, 如何, 是否, 有没有 …
+_ASKING = re.compile(r"^(?:多少|几|哪|什么|啥|谁|怎|如何|何时|何地|是否|有没有|有无|多大|多久|多长|多高|多远)")
+_CLAUSE = re.compile(r"[，,。？?！!；;、：:\s]")
+FOCUS_REACH = 3  # words on each side of the asking word, inside its clause
+
+
+def focus_words(text: str) -> list[str]:
+    """The words a question asks about: the nouns of two characters or more (not places: the scope
+    check has them) next to the word that asks (目标 in 目标是什么, 学区 and 小区 in 学区包括哪些小区, 奖金 in 能拿到多少
+    奖金). A passage that answers the question says them (or its own words for them), where one that
+    only shares the question's topic often does not: 张謇小学 with no word on its 小区. A two-character
+    string general Chinese lacks is jieba's guess (有没有人管 -> 人管), not a word asked about."""
+    words = [(w, t) for w, t in tagged(text) if w]
+    out: list[str] = []
+    stop = stopwords()
+    for i, (w, _) in enumerate(words):
+        if not _ASKING.match(w):
+            continue
+        for step in (-1, 1):
+            j, seen = i + step, 0
+            while 0 <= j < len(words) and seen < FOCUS_REACH and not _CLAUSE.search(words[j][0]):
+                v, tag = words[j]
+                seen += 1
+                if (len(v) >= 2 and (tag[:1] in ("n", "j") or tag == "vn") and tag != "ns" and v not in stop
+                        and not _ASKING.match(v) and _HAN_ONLY.fullmatch(v) and (len(v) > 2 or dictionary_word(v))
+                        and v not in out):
+                    out.append(v)
+                j += step
+    return out
+
+
+_HAN_ONLY = re.compile(r"[\u4e00-\u9fff]+")
 
 
 def bigrams(text: str) -> list[str]:

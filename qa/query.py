@@ -364,6 +364,7 @@ ANSWER_TYPES: dict[str, tuple[re.Pattern, re.Pattern]] = {
     # an amount is a number with its currency (收费标准, 补助标准 name a rule, not an amount); free is an amount
     # (几块 alone is pieces, 分成哪几块; 几块钱 and 多少块 are money)
     "money": (re.compile(rf"(?:多少|几)[^，。？?!！]{{0,4}}(?:钱|元)|多少块|(?:{_MONEY_WORDS})[^，。？?!！]{{0,8}}(?:多少|几|标准)"
+                         rf"|多少(?:{_MONEY_WORDS})"
                          r"|价格|价钱|收费标准|\b(?:fees?|price|cost|tuition|salary|subsid(?:y|ies))\b", re.I),
               re.compile(r"\d[\d.,]*\s*(?:万|亿)?元|免费(?!公益)|不收费|免收|免除[^，。；]{0,6}费")),
     # a day of the year (几月几号, 哪天): a month or a day, not only a year or "this year"

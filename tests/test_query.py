@@ -79,7 +79,8 @@ def test_school_years_and_plans():
     ("学区分成哪几块", ()), ("一本练习册几块钱", ("money",)),  # 几块 alone is pieces
     ("中考体育满分多少分", ("score",)), ("小班要满几周岁", ("age",)), ("图书馆几点开门", ("clock",)), ("校长有固定的接待时间吗", ()),
     ("家长学校的地址在哪", ("address",)), ("转学要带哪些证件", ("papers",)), ("What documents are required?", ("papers",)),
-    ("三分之一的学校", ()), ("课间十分钟", ()), ("重点工作有哪些", ())])
+    ("三分之一的学校", ()), ("课间十分钟", ()), ("重点工作有哪些", ()),
+    ("研学旅行每人要交多少费用", ("money",)), ("每人能拿到多少奖金", ("money",))])
 def test_the_kind_of_answer_a_question_asks_for(question, want):
     assert parse(question).answer_types == want
 
@@ -290,3 +291,18 @@ def test_english_follow_ups_switch_the_place_or_year_in_the_earlier_question():
         "How does Haimen plan to develop its teachers in 2024?"
     # no new place or year: the earlier question, then the follow-up
     assert resolve("And which projects will be started?", [first]) == f"{first} And which projects will be started?"
+
+
+@pytest.mark.parametrize("question, want", [
+    ("张謇小学的招生范围包括哪几个小区？", ["范围", "小区"]),
+    ("人民路初中的校长是谁？", ["校长"]),
+    ("滨湖区中小学生参加太湖研学旅行，每人要交多少费用？", ["费用"]),
+    ("惠山区普惠性幼儿园覆盖率要达到多少？", ["覆盖率"]),
+    ("海门区2024年对清华北大录取人数的目标是多少？", []),  # 目标: a stopword, every plan has one
+    ("外面那些给两三岁小娃上课的早教班，有没有人管？", []),  # 人管: jieba's guess, no word
+    ("普惠性幼儿园覆盖率", []),  # nothing asks
+    ("惠山区新建了哪些学校？", ["学校"])])  # not 惠山区 (a place: the scope check has it) nor 新建 (a verb)
+def test_the_words_a_question_asks_about(question, want):
+    from qa.lexical import focus_words
+
+    assert focus_words(question) == want
