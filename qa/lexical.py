@@ -6,6 +6,7 @@ says only 普惠 still meets 普惠性幼儿园.
 """
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from functools import lru_cache
@@ -204,17 +205,41 @@ class Bilingual:
         # the words a gloss word names first (its main sense), then the shortest
         # a word whose sense is exactly the English word first, then by where the sense comes
         self.index = {g: [t[2] for t in sorted(set(v), key=lambda t: (t[0], t[1], len(t[2]), t[2]))][:per_word] for g, v in index.items()}
+        self.vocabulary = vocabulary
 
-    def translate(self, text: str) -> list[str]:
-        out: list[str] = []
+    def _words(self, text: str) -> list[list[str] | None]:
+        """Per English word of the text: its Chinese words, best first ([] for none; None for a stopword)."""
+        out: list[list[str] | None] = []
         for w in _EN_WORD.findall(text.lower()):
             if w in _EN_STOP or len(w) < 3:
+                out.append(None)
                 continue
-            for form in _stems(w):
-                if form in self.index:
-                    out.extend(self.index[form])
+            out.append(next((self.index[f] for f in _stems(w) if f in self.index), []))
+        return out
+
+    def translate(self, text: str) -> list[str]:
+        words = self._words(text)
+        out: list[str] = []
+        # compounds first: two or three English words in a row whose words, joined in either order, make
+        # a word of the corpus (education modernization -> 教育现代化, off-campus training institutions ->
+        # 校外培训机构): one specific word where the single glosses are many common ones
+        for i in range(len(words)):
+            for n in (2, 3):
+                run = words[i : i + n]
+                if len(run) < n or not all(run):
                     break
+                heads = [w[:COMPOUND_HEADS] for w in run]
+                for combo in itertools.product(*heads):
+                    for parts in (combo, combo[::-1]):
+                        joined = "".join(parts)
+                        if joined in self.vocabulary and joined not in out:
+                            out.append(joined)
+        for w in words:
+            out.extend(w or ())
         return list(dict.fromkeys(out))
+
+
+COMPOUND_HEADS = 3  # the Chinese words of each English word tried in compounds
 
 
 # ------------------------------------------------------------ slips of a pinyin keyboard

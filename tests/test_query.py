@@ -306,3 +306,16 @@ def test_the_words_a_question_asks_about(question, want):
     from qa.lexical import focus_words
 
     assert focus_words(question) == want
+
+
+def test_english_words_in_a_row_are_looked_up_as_one_word_of_the_library():
+    """English → the library's Chinese words (CC-CEDICT): two or three English words in a row whose words joined
+    make one word the library uses give that word, first; each English word still gives its own."""
+    from qa.lexical import Bilingual
+
+    b = Bilingual({"教育", "现代化", "教育现代化", "幼儿园", "普惠", "校外", "培训", "机构", "培训机构"})
+    out = b.translate("education modernization")
+    assert out[0] == "教育现代化" and {"教育", "现代化"} <= set(out)
+    assert "培训机构" in b.translate("training institutions") and "幼儿园" in b.translate("kindergartens")
+    assert "教育现代化" not in b.translate("modernization of education")  # not in a row: no compound
+    assert b.translate("the of and") == []
