@@ -128,6 +128,9 @@ def test_a_document_of_a_kind_and_a_year_needs_one_of_that_kind(scope):
     assert scope.check(parse("2020年教育工作要点对学前教育有什么安排")).docs == {"003_699d69580ee34bfa"}
     assert scope.check(parse("惠山区2018—2019学年度教育工作要点对美育有什么要求")).docs == {"000_eaec54ca81dddf17"}
     assert scope.check(parse("2020年计划招聘多少名中小学教师")).reason is None
+    # a kind named in English is a translation: "the 2020 work plan" is the 2020 工作要点 (or 意见) too
+    v = scope.check(parse("What does the 2020 district education work plan say about textbooks from abroad?"))
+    assert v.reason is None and "003_699d69580ee34bfa" in v.docs
 
 
 def test_slips_of_a_pinyin_keyboard():
