@@ -86,11 +86,12 @@ FOCUS_REACH = 3  # words on each side of the asking word, inside its clause
 
 
 def focus_words(text: str) -> list[str]:
-    """The words a question asks about: the nouns of two characters or more (not places: the scope
-    check has them) next to the word that asks (目标 in 目标是什么, 学区 and 小区 in 学区包括哪些小区, 奖金 in 能拿到多少
-    奖金). A passage that answers the question says them (or its own words for them), where one that
-    only shares the question's topic often does not: 张謇小学 with no word on its 小区. A two-character
-    string general Chinese lacks is jieba's guess (有没有人管 -> 人管), not a word asked about."""
+    """The words a question asks about: the nouns of two characters or more next to the word that asks
+    (学区 and 小区 in 学区包括哪些小区, 奖金 in 能拿到多少奖金, 校长 in 校长是谁); not places (the scope check has
+    them), nor stopwords such as 目标, which every plan has. A passage that answers the question says them (or
+    its own words for them), where one that only shares the question's topic often does not: 张謇小学 with no
+    word on its 小区. A two-character string general Chinese lacks is jieba's guess (有没有人管 -> 人管), not a
+    word asked about."""
     words = [(w, t) for w, t in tagged(text) if w]
     out: list[str] = []
     stop = stopwords()
@@ -103,14 +104,12 @@ def focus_words(text: str) -> list[str]:
                 v, tag = words[j]
                 seen += 1
                 if (len(v) >= 2 and (tag[:1] in ("n", "j") or tag == "vn") and tag != "ns" and v not in stop
-                        and not _ASKING.match(v) and _HAN_ONLY.fullmatch(v) and (len(v) > 2 or dictionary_word(v))
+                        and not _ASKING.match(v) and HAN_WORD.fullmatch(v) and (len(v) > 2 or dictionary_word(v))
                         and v not in out):
                     out.append(v)
                 j += step
     return out
 
-
-_HAN_ONLY = re.compile(r"[\u4e00-\u9fff]+")
 
 
 def bigrams(text: str) -> list[str]:

@@ -98,8 +98,8 @@ class Scope:
             # of that kind, the kind was said loosely (惠山区2018—2019学年度教育工作要点 for its 工作意见)
             # and the period alone counts. Only a kind's full name counts here (工作要点, 专项规划): a bare 计划 or
             # 意见 is as often a plain word (2020年计划招聘多少名教师 is about a plan to hire, not a 工作计划).
-            # A kind named in English is a translation, not a name: "the 2020
-            # work plan" is what a reader calls a 2020 工作要点 as well
+            # A kind named in English is a translation, not a name: "the 2020 work plan" is what a reader
+            # calls a 2020 工作要点 as well
             named = [k for k in query.kinds if len(k) >= 4] if query.language != "en" else []
             of_kind = {d for d in docs if self.of_kind(d, named)} if named else set()
             in_period = {d for d in (of_kind or docs) if set(query.years) & span[d]}
