@@ -398,6 +398,25 @@ ANSWER_TYPES: dict[str, tuple[re.Pattern, re.Pattern]] = {
 }
 
 
+# a count, a share or a rate (多少名教师, 几所学校, 覆盖率是多少, how many): the sentence of a passage that
+# answers it holds a number with a measure word or a percentage. Numbers are everywhere in these documents,
+# so unlike ANSWER_TYPES this is looked for only in the sentences that say the question's words
+# (Retriever.count_missing), not anywhere in the passages.
+_MEASURES = "名|人|所|个|班|家|项|场|次|位|门|届|支|批|件|节|本|篇|套|元|平方米|亩|座|天|小时|分钟|课时|倍"
+_NUMERAL = r"(?:\d[\d.,]*|[一二两三四五六七八九十百千万]+)"
+COUNT: tuple[re.Pattern, re.Pattern] = (
+    re.compile(rf"(?:多少|几)\s*(?:{_MEASURES})|百分之(?:多少|几)|(?:比例|比率|占比|率)\s*(?:是|为|要|将|能|可以)?\s*"
+               rf"(?:达到|提高到|提升到|控制在)?\s*(?:多少|几成)|\bhow many\b|\bwhat (?:share|percentage|proportion|rate)\b", re.I),
+    # 40多个, 2000余人, 1.5万名, 85%, 百分之九十, 三成
+    re.compile(rf"{_NUMERAL}\s*(?:多|余|来)?\s*(?:万|亿)?\s*(?:{_MEASURES})|{_NUMERAL}\s*(?:%|％)|百分之|[一二三四五六七八九]成"),
+)
+
+
+def asks_count(text: str) -> bool:
+    """Whether a (normalised) question asks for a count, a share or a rate (COUNT)."""
+    return bool(COUNT[0].search(text))
+
+
 def answer_types(text: str) -> tuple[str, ...]:
     """The kinds of answer a (normalised) question asks for, by how it asks: 校服多少钱 -> money."""
     return tuple(t for t, (ask, _) in ANSWER_TYPES.items() if ask.search(text))

@@ -36,7 +36,7 @@ from .errors import QAError
 from .index import EXACT_UP_TO
 from .lexical import HAN_WORD, Bilingual, bigrams, content_words, dictionary_word, expand, focus_words, slip_of, synonyms, tokenize
 from .postings import IDF, CorpusWords, Postings, TokenSets
-from .query import Query, holds_answer_type, parse
+from .query import COUNT, Query, asks_count, holds_answer_type, parse
 from .records import Chunk
 
 RRF_K = 60
@@ -49,7 +49,9 @@ NOUN_TAGS = ("n", "vn", "j", "eng")  # jieba POS prefixes of names of things (n,
 # absent from 290 answerable questions' words against 25 unanswerable ones'
 TOPIC_TAGS = ("n", "v", "m", "t", "j", "eng")
 FEATURES = ("top_cosine", "cosine_margin", "top_z", "coverage", "unknown", "unknown_noun", "domain", "english",
-            "dense_gap", "answer_type_missing", "absent", "absent_any", "absent_length", "focus_missing")
+            "dense_gap", "answer_type_missing", "absent", "absent_any", "absent_length", "focus_missing",
+            "count_missing")
+SAID_SENTENCES = 2  # the sentences of the best passage looked at for a count the question asks for
 TYPED_PASSAGES = 3  # the best passages looked at for the kind of answer a question asks for (qa.query.ANSWER_TYPES)
 # the second stage: the best RERANK_CANDIDATES passages of the fused score are put in order again by a
 # linear model over these features of each (fitted by bench/fit.py on the train split, listwise)
@@ -463,6 +465,21 @@ class Retriever:
         text = f"{c.title} {c.section} {c.text}".lower()
         return sum(1 for w in focus if w not in text) / len(focus)
 
+    def count_missing(self, query: Query, tokens: list[str], best: int | None) -> float:
+        """1 when the question asks for a count, a share or a rate (qa.query.COUNT: 招聘多少名教师, 覆盖率是多少)
+        and neither of the two sentences of chunk `best` that say most of the question's words (IDF-weighted)
+        holds a number with a measure word or a percentage; 0 otherwise. The passage on 教师招聘 that gives
+        no number of teachers does not answer 招聘多少名."""
+        if best is None or not asks_count(query.text):
+            return 0.0
+        from .answer import _sentences
+
+        q = set(tokens)
+        sents = _sentences(self.chunks[best].text)
+        said = sorted(((sum(self.idf.get(t, self.default_idf) for t in q & toks), n)
+                       for n, (_, toks, _) in enumerate(sents)), reverse=True)
+        return 0.0 if any(COUNT[1].search(sents[n][0]) for _, n in said[:SAID_SENTENCES]) else 1.0
+
     # --------------------------------------------------------------- search
     def signals(self, question: str, history: list[str] | None = None, filters: dict | None = None) -> "Signals":
         """Everything about a question that does not depend on fusion weights. Up to EXACT_UP_TO
@@ -693,6 +710,9 @@ class Retriever:
             # the share of the words the question asks about (lexical.focus_words: 小区 in 张謇小学的学区包括哪些
             # 小区) that the best passage does not say: a passage on the question's topic, silent on what it asks
             "focus_missing": self.focus_missing(sig.query, best),
+            # a count, share or rate asked for (多少名, 覆盖率是多少) that the sentences of the best passage saying
+            # the question's words do not give
+            "count_missing": self.count_missing(sig.query, sig.lex_tokens, best),
             "words_not_in_corpus": words,
         }
 

@@ -85,6 +85,27 @@ def test_the_kind_of_answer_a_question_asks_for(question, want):
     assert parse(question).answer_types == want
 
 
+@pytest.mark.parametrize("question, asks", [
+    ("海门区2024年计划公开招聘多少名新教师？", True), ("滨湖区新建了几所学校", True), ("覆盖率要达到多少", True),
+    ("普惠性幼儿园的比例是多少", True), ("本科上线率是百分之多少", True), ("How many kindergartens will be built?", True),
+    ("What share of teachers hold a master's degree?", True),
+    ("校服多少钱一套", False), ("普惠性幼儿园覆盖率", False), ("集团化办学有哪些做法", False), ("What is the plan for 2020?", False)])
+def test_a_question_that_asks_for_a_count_a_share_or_a_rate(question, asks):
+    from qa.query import asks_count
+
+    assert asks_count(parse(question).text) is asks
+
+
+@pytest.mark.parametrize("text, holds", [
+    ("建成数字化实验室等创新实验室40多个", True), ("确保80%以上的幼儿在公办园就学", True), ("招聘新教师1.5万名", True),
+    ("覆盖率达到百分之九十", True), ("三成学校", True), ("新建中小学12所", True),
+    ("深化县管校聘改革", False), ("2020年是十三五规划的收官之年", False), ("加强教师队伍建设", False)])
+def test_what_holds_a_count_a_share_or_a_rate(text, holds):
+    from qa.query import COUNT
+
+    assert bool(COUNT[1].search(text)) is holds
+
+
 @pytest.mark.parametrize("kind, held, not_held", [
     ("score", "综合监测分值保持90分以上", "提高录取分数线的全市排名"), ("age", "面向3周岁以下婴幼儿", "关注婴幼儿成长"),
     ("clock", "每天下午3点30分放学", "落实每天锻炼1小时"), ("address", "地址：建设路12号", "在城区新建学校"),
