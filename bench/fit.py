@@ -372,7 +372,10 @@ def main(argv=None) -> int:
     if not args.check:
         params = {
             "fitted_on": {"split": "train", "documents": sorted(d for d, s in split.items() if s == "train"),
-                          "questions": len(train), "model_id": svc.embedder.model_id},
+                          "questions": len(train), "model_id": svc.embedder.model_id,
+                          # the answerability model only: the train documents' questions of the read blind sets
+                          "answerability_also": {"files": [str(f.relative_to(ROOT)) for f in more_files],
+                                                 "questions": len(more_train)}},
             "fusion": {k: getattr(opts, k) for k in GRID} if args.fusion else {},
             "answerability": opts.answerability,
             "rerank": opts.rerank,
