@@ -401,7 +401,7 @@ ANSWER_TYPES: dict[str, tuple[re.Pattern, re.Pattern]] = {
 # a count, a share or a rate (多少名教师, 几所学校, 覆盖率是多少, how many): the sentence of a passage that
 # answers it holds a number with a measure word or a percentage. Numbers are everywhere in these documents,
 # so unlike ANSWER_TYPES this is looked for only in the sentences that say the question's words
-# (Retriever.count_missing), not anywhere in the passages.
+# (Retriever.sentence_type_missing), not anywhere in the passages.
 _MEASURES = "名|人|所|个|班|家|项|场|次|位|门|届|支|批|件|节|本|篇|套|元|平方米|亩|座|天|小时|分钟|课时|倍"
 _NUMERAL = r"(?:\d[\d.,]*|[一二两三四五六七八九十百千万]+)"
 COUNT: tuple[re.Pattern, re.Pattern] = (

@@ -36,7 +36,7 @@ from .errors import QAError
 from .index import EXACT_UP_TO
 from .lexical import HAN_WORD, Bilingual, bigrams, content_words, dictionary_word, expand, focus_words, slip_of, synonyms, tokenize
 from .postings import IDF, CorpusWords, Postings, TokenSets
-from .query import COUNT, Query, asks_count, holds_answer_type, parse
+from .query import ANSWER_TYPES, COUNT, Query, asks_count, holds_answer_type, parse
 from .records import Chunk
 
 RRF_K = 60
@@ -50,8 +50,8 @@ NOUN_TAGS = ("n", "vn", "j", "eng")  # jieba POS prefixes of names of things (n,
 TOPIC_TAGS = ("n", "v", "m", "t", "j", "eng")
 FEATURES = ("top_cosine", "cosine_margin", "top_z", "coverage", "unknown", "unknown_noun", "domain", "english",
             "dense_gap", "answer_type_missing", "absent", "absent_any", "absent_length", "focus_missing",
-            "count_missing")
-SAID_SENTENCES = 2  # the sentences of the best passage looked at for a count the question asks for
+            "sentence_type_missing")
+SAID_SENTENCES = 2  # the sentences of the best passage looked at for the kind of answer a question asks for
 TYPED_PASSAGES = 3  # the best passages looked at for the kind of answer a question asks for (qa.query.ANSWER_TYPES)
 # the second stage: the best RERANK_CANDIDATES passages of the fused score are put in order again by a
 # linear model over these features of each (fitted by bench/fit.py on the train split, listwise)
@@ -465,20 +465,23 @@ class Retriever:
         text = f"{c.title} {c.section} {c.text}".lower()
         return sum(1 for w in focus if w not in text) / len(focus)
 
-    def count_missing(self, query: Query, tokens: list[str], best: int | None) -> float:
-        """1 when the question asks for a count, a share or a rate (qa.query.COUNT: 招聘多少名教师, 覆盖率是多少)
-        and neither of the two sentences of chunk `best` that say most of the question's words (IDF-weighted)
-        holds a number with a measure word or a percentage; 0 otherwise. The passage on 教师招聘 that gives
-        no number of teachers does not answer 招聘多少名."""
-        if best is None or not asks_count(query.text):
+    def sentence_type_missing(self, query: Query, tokens: list[str], best: int | None) -> float:
+        """1 when the question asks for a kind of answer — a count, a share or a rate (qa.query.COUNT: 招聘多少名
+        教师, 覆盖率是多少) or one of qa.query.ANSWER_TYPES (an amount of money, a date …) — and the two sentences of
+        chunk `best` that say most of the question's words (IDF-weighted) do not hold it; 0 otherwise. The
+        passage on 教师招聘 that gives no number of teachers does not answer 招聘多少名; the sentence that names
+        集团办学专项经费 without an amount does not answer 专项经费是多少万元, though another sentence of the
+        passage names 15亿元 (answer_type_missing looks at whole passages)."""
+        kinds = ([COUNT[1]] if asks_count(query.text) else []) + [ANSWER_TYPES[t][1] for t in query.answer_types]
+        if best is None or not kinds:
             return 0.0
         from .answer import _sentences
 
         q = set(tokens)
         sents = _sentences(self.chunks[best].text)
         said = sorted(((sum(self.idf.get(t, self.default_idf) for t in q & toks), n)
-                       for n, (_, toks, _) in enumerate(sents)), reverse=True)
-        return 0.0 if any(COUNT[1].search(sents[n][0]) for _, n in said[:SAID_SENTENCES]) else 1.0
+                       for n, (_, toks, _) in enumerate(sents)), reverse=True)[:SAID_SENTENCES]
+        return 0.0 if all(any(k.search(sents[n][0]) for _, n in said) for k in kinds) else 1.0
 
     # --------------------------------------------------------------- search
     def signals(self, question: str, history: list[str] | None = None, filters: dict | None = None) -> "Signals":
@@ -710,9 +713,9 @@ class Retriever:
             # the share of the words the question asks about (lexical.focus_words: 小区 in 张謇小学的学区包括哪些
             # 小区) that the best passage does not say: a passage on the question's topic, silent on what it asks
             "focus_missing": self.focus_missing(sig.query, best),
-            # a count, share or rate asked for (多少名, 覆盖率是多少) that the sentences of the best passage saying
-            # the question's words do not give
-            "count_missing": self.count_missing(sig.query, sig.lex_tokens, best),
+            # the kind of answer asked for (多少名, 覆盖率是多少, 多少钱, 哪天) that the sentences of the best passage
+            # saying the question's words do not give
+            "sentence_type_missing": self.sentence_type_missing(sig.query, sig.lex_tokens, best),
             "words_not_in_corpus": words,
         }
 

@@ -296,18 +296,24 @@ def test_a_question_for_an_amount_that_no_passage_holds_is_no_answer(service):
     assert "do not give an amount of money" in service.ask("How much does a school uniform cost in Haimen?")["answer"]
 
 
-def test_a_count_the_sentences_on_the_question_do_not_give_counts_against_answering(service):
-    """The count input (Retriever.count_missing): 武进区2020年有多少名高考考生 finds the passage on 普通高中, whose
-    sentences give no number of candidates, and is refused; 滨湖区 gives its number of 创新实验室 (40多个) in
-    the sentence that says them, so that question is answered, in Chinese and in English alike."""
+def test_an_answer_the_sentences_on_the_question_do_not_give_counts_against_answering(service):
+    """The sentence input (Retriever.sentence_type_missing): 武进区2020年有多少名高考考生 finds the passage on 普通
+    高中, whose sentences give no number of candidates, and is refused; 滨湖区 gives its number of 创新实验室
+    (40多个) in the sentence that says them, so that question is answered, in Chinese and in English alike. An
+    amount asked of a sentence that names the fund without one (集团办学专项经费) counts as missing, though the
+    passage names 15亿元 elsewhere (answer_type_missing, over whole passages, does not see it)."""
     r = service.retriever.search("武进区2020年有多少名高考考生？", top_k=3)
-    assert r.features["count_missing"] == 1.0 and r.no_answer and r.reason == "low_relevance"
+    assert r.features["sentence_type_missing"] == 1.0 and r.no_answer and r.reason == "low_relevance"
     for question in ("滨湖区“十三五”期间一共建成了多少个创新实验室？", "How many innovation labs did Binhu build?"):
         r = service.retriever.search(question, top_k=3)
-        assert r.features["count_missing"] == 0.0 and not r.no_answer
+        assert r.features["sentence_type_missing"] == 0.0 and not r.no_answer
         assert "创新实验室40多个" in r.candidates[0].chunk.text
+    r = service.retriever.search("滨湖区政府每年给集团办学、联盟办学的专项经费是多少万元？", top_k=3)
+    assert r.features["sentence_type_missing"] == 1.0 and r.features["answer_type_missing"] == 0.0
+    r = service.retriever.search("滨湖区建设中小学和幼儿园总投资多少亿元？", top_k=3)
+    assert r.features["sentence_type_missing"] == 0.0 and not r.no_answer
     r = service.retriever.search("惠山区有哪些学校创建了省级优质园？", top_k=3)
-    assert r.features["count_missing"] == 0.0  # asks for no count
+    assert r.features["sentence_type_missing"] == 0.0  # asks for no kind of answer
 
 
 def test_a_passage_silent_on_what_the_question_asks_about_counts_against_answering(service):
