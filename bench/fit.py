@@ -388,4 +388,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from qa.errors import QAError
+
+    try:
+        sys.exit(main())
+    except QAError as e:  # a question file that cannot be read (--more, --also): one line, not a traceback
+        sys.exit(f"fit.py: error: {e}")

@@ -5,32 +5,17 @@ from __future__ import annotations
 import math
 import time
 from bisect import bisect_right
-from functools import lru_cache
 
-from .lexical import tokenize
+from .lexical import bigram_set as _bigrams
+from .lexical import sentence_sets as _sentences
 from .reply import Answer, Citation, Passage, QueryInfo
 from .retrieval import Retriever, SearchResult
-from .text import split_sentences
 
 NO_ANSWER_TEXT = "未在现有文件中找到与该问题直接相关的内容。以下段落相关度较低，仅供参考。"
 NO_ANSWER_TEXT_EN = ("These documents do not answer this question directly. The passages below are less relevant, "
                      "for reference only.")
 MAX_HIGHLIGHT = 160
 HIGHLIGHT_DENSE = 30.0  # weight of a sentence window's cosine below the passage's best, in choosing the highlight (bench/highlight.py, chosen on train)
-
-
-def _bigrams(s: str) -> set[str]:
-    s = "".join(ch for ch in s if ch.isalnum())
-    return {s[i : i + 2] for i in range(len(s) - 1)}
-
-
-@lru_cache(maxsize=8192)
-def _sentences(text: str) -> tuple[tuple[str, frozenset, frozenset], ...]:
-    """Sentences of a chunk with their tokens and bigrams (chunks repeat across questions:
-    tokenising them once takes most of the highlighting time off each request)."""
-    # sentences, and lines inside them (a header or a list has lines, not sentences)
-    sents = [line.strip() for a, b in split_sentences(text) for line in text[a:b].split("\n")]
-    return tuple((s, frozenset(tokenize(s)), frozenset(_bigrams(s))) for s in sents if s)
 
 
 def highlight(retriever: Retriever, question: str, q_tokens: list[str], text: str, _question: tuple | None = None,

@@ -112,6 +112,24 @@ def focus_words(text: str) -> list[str]:
 
 
 
+def bigram_set(s: str) -> set[str]:
+    """The character bigrams of a text's letters and digits (punctuation and spaces left out), as a set."""
+    s = "".join(ch for ch in s if ch.isalnum())
+    return {s[i : i + 2] for i in range(len(s) - 1)}
+
+
+@lru_cache(maxsize=8192)
+def sentence_sets(text: str) -> tuple[tuple[str, frozenset, frozenset], ...]:
+    """Sentences of a chunk with their tokens and bigrams, for highlighting (qa.answer) and for the kind of
+    answer the sentences on a question hold (Retriever.sentence_type_missing). Chunks repeat across
+    questions: tokenising them once takes most of that time off each request."""
+    from .text import split_sentences
+
+    # sentences, and lines inside them (a header or a list has lines, not sentences)
+    sents = [line.strip() for a, b in split_sentences(text) for line in text[a:b].split("\n")]
+    return tuple((s, frozenset(tokenize(s)), frozenset(bigram_set(s))) for s in sents if s)
+
+
 def bigrams(text: str) -> list[str]:
     """Character bigrams of the letters and digits: matches colloquial wording half-way
     (近视率 ~ 近视防控, 无证补习班 ~ 无证培训机构) where whole words differ."""

@@ -34,7 +34,8 @@ import numpy as np
 
 from .errors import QAError
 from .index import EXACT_UP_TO
-from .lexical import HAN_WORD, Bilingual, bigrams, content_words, dictionary_word, expand, focus_words, slip_of, synonyms, tokenize
+from .lexical import (HAN_WORD, Bilingual, bigrams, content_words, dictionary_word, expand, focus_words, sentence_sets, slip_of,
+                      synonyms, tokenize)
 from .postings import IDF, CorpusWords, Postings, TokenSets
 from .query import ANSWER_TYPES, COUNT, Query, asks_count, holds_answer_type, parse
 from .records import Chunk
@@ -475,10 +476,8 @@ class Retriever:
         kinds = ([COUNT[1]] if asks_count(query.text) else []) + [ANSWER_TYPES[t][1] for t in query.answer_types]
         if best is None or not kinds:
             return 0.0
-        from .answer import _sentences
-
         q = set(tokens)
-        sents = _sentences(self.chunks[best].text)
+        sents = sentence_sets(self.chunks[best].text)
         said = sorted(((sum(self.idf.get(t, self.default_idf) for t in q & toks), n)
                        for n, (_, toks, _) in enumerate(sents)), reverse=True)[:SAID_SENTENCES]
         return 0.0 if all(any(k.search(sents[n][0]) for _, n in said) for k in kinds) else 1.0
