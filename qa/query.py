@@ -417,6 +417,48 @@ def asks_count(text: str) -> bool:
     return bool(COUNT[0].search(text))
 
 
+# measure words that count the same things (a question's 多少人 is answered by 30名, its 几所 by 3个): a
+# measure word not listed here is answered by itself. 个 is the everyday measure word for nearly anything,
+# so a question's 个 takes any count, and a passage's 个 answers any question's measure word but the
+# ones that measure time, area, money and multiples.
+_SAME_COUNT = ({"名", "人", "位"}, {"所", "家", "座"}, {"场", "次", "届"}, {"节", "课时"}, {"本", "套", "篇"},
+               {"平方米", "亩"}, {"天", "小时", "分钟"})
+_NOT_BY_GE = {"天", "小时", "分钟", "平方米", "亩", "元", "倍", "课时"}
+_SHARE = rf"{_NUMERAL}\s*(?:%|％)|百分之|[一二三四五六七八九]成|\d+(?:\.\d+)?\s*个百分点"
+_ASKED = re.compile(rf"(?:多少|几)\s*(?P<mw>{_MEASURES})|(?P<share>百分之(?:多少|几)|(?:比例|比率|占比|率)\s*"
+                    rf"(?:是|为|要|将|能|可以)?\s*(?:达到|提高到|提升到|控制在)?\s*(?:多少|几成)"
+                    rf"|\bwhat (?:share|percentage|proportion|rate)\b)|\bhow many\b", re.I)
+
+
+@lru_cache(maxsize=64)
+def _count_of(mw: str | None) -> re.Pattern:
+    if mw is None or mw == "个":
+        return COUNT[1]
+    same = next((c for c in _SAME_COUNT if mw in c), {mw})
+    if mw not in _NOT_BY_GE:
+        same = same | {"个"}
+    words = "|".join(sorted(same, key=len, reverse=True))
+    return re.compile(rf"{_NUMERAL}\s*(?:多|余|来)?\s*(?:万|亿)?\s*个?\s*(?:{words})")  # 2个小时, 3个班
+
+
+def counts_asked(text: str) -> list[re.Pattern]:
+    """What a sentence that answers a (normalised) question's counts, shares or rates holds, one
+    pattern per thing asked: 招聘多少名教师 -> a number of people (30名, 2000余人, not 3所), 覆盖率是多少 ->
+    a share (85%, 百分之九十, 三成), how many -> any count (COUNT)."""
+    out: list[re.Pattern] = []
+    for m in _ASKED.finditer(text):
+        if m.group("share"):
+            pattern = _SHARE_PATTERN
+        else:
+            pattern = _count_of(m.group("mw"))
+        if pattern not in out:
+            out.append(pattern)
+    return out
+
+
+_SHARE_PATTERN = re.compile(_SHARE)
+
+
 def answer_types(text: str) -> tuple[str, ...]:
     """The kinds of answer a (normalised) question asks for, by how it asks: 校服多少钱 -> money."""
     return tuple(t for t, (ask, _) in ANSWER_TYPES.items() if ask.search(text))

@@ -37,7 +37,7 @@ from .index import EXACT_UP_TO
 from .lexical import (HAN_WORD, Bilingual, bigrams, content_words, dictionary_word, expand, focus_words, sentence_sets, slip_of,
                       synonyms, tokenize)
 from .postings import IDF, CorpusWords, Postings, TokenSets
-from .query import ANSWER_TYPES, COUNT, Query, asks_count, holds_answer_type, parse
+from .query import ANSWER_TYPES, COUNT, Query, counts_asked, holds_answer_type, parse
 from .records import Chunk
 
 RRF_K = 60
@@ -114,6 +114,9 @@ class Options:
     # min-max of a lexical signal divides by at least this share of its ceiling (the sum of each question
     # word's highest weight): a best match on only 孩子 and 学校 stays small (train: 0 → 0.4 R@5 0.956 → 0.971)
     lexical_floor: float = 0.4
+    # a count a question asks for (多少名, 几所) is held by a number with a measure word that counts the same things
+    # (qa.query.counts_asked); False: by any number with a measure word (before; bench/fit.py --any-count)
+    count_units: bool = True
 
     @classmethod
     def fitted(cls, **overrides) -> "Options":
@@ -472,15 +475,25 @@ class Retriever:
         chunk `best` that say most of the question's words (IDF-weighted) do not hold it; 0 otherwise. The
         passage on 教师招聘 that gives no number of teachers does not answer 招聘多少名; the sentence that names
         集团办学专项经费 without an amount does not answer 专项经费是多少万元, though another sentence of the
-        passage names 15亿元 (answer_type_missing looks at whole passages)."""
-        kinds = ([COUNT[1]] if asks_count(query.text) else []) + [ANSWER_TYPES[t][1] for t in query.answer_types]
+        passage names 15亿元 (answer_type_missing looks at whole passages). A count is held by a number with a
+        measure word that counts the same things (qa.query.counts_asked: 多少名 by 30人, not by 3所), a share by
+        a percentage."""
+        counts = counts_asked(query.text)
+        if counts and not self.options.count_units:
+            counts = [COUNT[1]]
+        kinds = counts + [ANSWER_TYPES[t][1] for t in query.answer_types]
         if best is None or not kinds:
             return 0.0
+        said = self.said_sentences(tokens, best)
+        return 0.0 if all(any(k.search(s) for s in said) for k in kinds) else 1.0
+
+    def said_sentences(self, tokens: list[str], best: int) -> list[str]:
+        """The SAID_SENTENCES sentences of chunk `best` that say most of the question's words (IDF-weighted)."""
         q = set(tokens)
         sents = sentence_sets(self.chunks[best].text)
         said = sorted(((sum(self.idf.get(t, self.default_idf) for t in q & toks), n)
                        for n, (_, toks, _) in enumerate(sents)), reverse=True)[:SAID_SENTENCES]
-        return 0.0 if all(any(k.search(sents[n][0]) for _, n in said) for k in kinds) else 1.0
+        return [sents[n][0] for _, n in said]
 
     # --------------------------------------------------------------- search
     def signals(self, question: str, history: list[str] | None = None, filters: dict | None = None) -> "Signals":

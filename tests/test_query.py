@@ -106,6 +106,22 @@ def test_what_holds_a_count_a_share_or_a_rate(text, holds):
     assert bool(COUNT[1].search(text)) is holds
 
 
+@pytest.mark.parametrize("question, sentence, holds", [
+    ("海门区计划公开招聘多少名新教师？", "公开招聘新教师186人", True), ("海门区计划公开招聘多少名新教师？", "新建学校3所", False),
+    ("新建了几所学校", "新建中小学3个", True), ("新建了几所学校", "新增学位1200个", True), ("新建了几所学校", "新增教师80名", False),
+    ("课后服务每天多少小时", "每天2个小时", True), ("课后服务每天多少小时", "覆盖3所学校", False),
+    ("普惠性幼儿园覆盖率是多少", "覆盖率达到85%", True), ("普惠性幼儿园覆盖率是多少", "新建幼儿园5所", False),
+    ("本科上线率是百分之多少", "本科上线率百分之九十", True), ("一年级招收多少个班", "招收12个班", True),
+    ("How many schools will be built?", "新建学校3所", True), ("What share of teachers hold a master's degree?", "研究生学历教师120名", False)])
+def test_a_count_is_held_by_a_number_that_counts_the_same_things(question, sentence, holds):
+    """多少名 asks for people: 30人 answers it, 3所 does not; a rate asks for a share; 个 counts anything."""
+    from qa.query import counts_asked
+
+    asked = counts_asked(parse(question).text)
+    assert asked
+    assert all(p.search(sentence) for p in asked) is holds
+
+
 @pytest.mark.parametrize("kind, held, not_held", [
     ("score", "综合监测分值保持90分以上", "提高录取分数线的全市排名"), ("age", "面向3周岁以下婴幼儿", "关注婴幼儿成长"),
     ("clock", "每天下午3点30分放学", "落实每天锻炼1小时"), ("address", "地址：建设路12号", "在城区新建学校"),
