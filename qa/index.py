@@ -82,11 +82,35 @@ def windows(chunk: Chunk, width: int = WINDOW) -> list[str]:
     return out
 
 
+CORPUS_HASH = "sum256"  # how a manifest's corpus_hash is made (manifest "corpus_hash_kind"; before: one sha256 over all)
+
+
+def _digest(doc_id: str, sha: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{doc_id}\0{sha}\0".encode()).digest(), "big")
+
+
 def corpus_hash(docs: list[Document]) -> str:
-    h = hashlib.sha256()
-    for d in sorted(docs, key=lambda d: d.doc_id):
-        h.update(d.doc_id.encode() + b"\0" + d.sha256.encode() + b"\0")
-    return h.hexdigest()
+    """What the corpus is, as one value: the sum modulo 2^256 of each document's sha256(doc_id, sha256), so a
+    write updates it from the previous generation's by the documents it changed (`_corpus_hash`)."""
+    return f"{sum(_digest(d.doc_id, d.sha256) for d in docs) % (1 << 256):064x}"
+
+
+def _corpus_hash(previous, before: dict, now: dict, fresh: list[str]) -> str | None:
+    """The corpus hash of a generation holding `now` (doc_id -> record with its sha256), from the previous one's
+    (`before`) by the documents that left, came or changed: None when the previous one's is of another kind."""
+    if previous is None or previous.manifest.get("corpus_hash_kind") != CORPUS_HASH:
+        return None
+    try:
+        x = int(previous.manifest["corpus_hash"], 16)
+    except (KeyError, TypeError, ValueError):
+        return None
+    for k in before.keys() - now.keys():
+        x -= _digest(k, before[k]["sha256"])
+    for k in fresh:
+        if k in before:
+            x -= _digest(k, before[k]["sha256"])
+        x += _digest(k, now[k]["sha256"])
+    return f"{x % (1 << 256):064x}"
 
 
 @dataclass
@@ -110,10 +134,11 @@ class IndexData:
     damaged: dict | None = None  # doc_id -> why, for the documents a partial load left out
 
 
-def expected_manifest(docs: list[Document], model_id: str, dim: int) -> dict:
+def expected_manifest(docs: list[Document], model_id: str, dim: int, corpus: str | None = None) -> dict:
     return {
         "index_version": INDEX_VERSION,
-        "corpus_hash": corpus_hash(docs),
+        "corpus_hash": corpus if corpus is not None else corpus_hash(docs),
+        "corpus_hash_kind": CORPUS_HASH,
         "model_id": model_id,
         "dimension": dim,
         "chunker_version": CHUNKER_VERSION,
@@ -325,7 +350,24 @@ def stage(index_dir: Path, embedder, docs, library: Library, previous: IndexData
     counts: dict[str, int] = {}
     fresh_ids: list[str] = []  # embedded by this write
     before = previous.docs if previous is not None else {}
+    prev_rows = None
+    if previous is not None:
+        _span(previous, "")  # the previous generation's rows by document (kept with it)
+        prev_rows = previous.rows
+    settled: dict[str, dict] = {}  # doc_id -> its final record, for documents carried over as they were
     for d in docs:
+        if type(d) is Kept and prev_rows is not None and before.get(d.doc_id) is d.meta:
+            # carried over unchanged (the common case: every document but the written ones), in few steps
+            lo, hi = prev_rows[d.doc_id]
+            if parts and parts[-1][0] == "prev" and parts[-1][2] == lo:
+                parts[-1] = ("prev", parts[-1][1], hi)
+            else:
+                parts.append(("prev", lo, hi))
+            m = metas[d.doc_id] = d.meta
+            if m.get("chunks") == hi - lo and m.get("source") == ("upload" if d.doc_id in library.uploads else "seed"):
+                settled[d.doc_id] = m  # its record needs no change either
+            counts[d.doc_id] = hi - lo
+            continue
         span, old = None, before.get(d.doc_id)
         if old is not None and old.get("sha256") == d.sha256:
             span = _span(previous, d.doc_id)
@@ -404,15 +446,19 @@ def stage(index_dir: Path, embedder, docs, library: Library, previous: IndexData
     window_owner = np.concatenate(oparts).astype(np.int64)
     words = Lexical.stack(words_new, wtf)
     grams = Lexical.stack(grams_new, gtf)
-    rows, row = {}, 0
+    rows, row, meta = {}, 0, {}
+    uploads = library.uploads
     for d in docs:  # chunks are laid out in the order of `docs`
-        rows[d.doc_id] = (row, row + counts[d.doc_id])
-        row += counts[d.doc_id]
-    meta = {}
-    for d in docs:
         k = d.doc_id
-        m, source = metas[k], "upload" if k in library.uploads else "seed"
-        meta[k] = m if m.get("chunks") == counts[k] and m.get("source") == source else {**m, "chunks": counts[k], "source": source}
+        n = counts[k]
+        rows[k] = (row, row + n)
+        row += n
+        m = settled.get(k)
+        if m is None:
+            m, source = metas[k], "upload" if k in uploads else "seed"
+            if m.get("chunks") != n or m.get("source") != source:
+                m = {**m, "chunks": n, "source": source}
+        meta[k] = m
     # segments are referenced by name inside one index folder: a previous generation elsewhere is copied from
     same_folder = previous is not None and Path(previous.path).parent.resolve() == index_dir.resolve()
     kept, written = _plan(previous.segments if same_folder else None, fresh_ids, rows, list(meta))
@@ -439,7 +485,7 @@ def stage(index_dir: Path, embedder, docs, library: Library, previous: IndexData
 
                 put(name, faiss.serialize_index(dense[name]).tobytes())
         put("library.json", library.to_json())
-        manifest = expected_manifest(docs, embedder.model_id, dim)
+        manifest = expected_manifest(docs, embedder.model_id, dim, corpus=_corpus_hash(previous, before, meta, fresh_ids))
         manifest["chunks"] = len(chunks)
         manifest["documents"] = len(docs)
         manifest["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -472,9 +518,12 @@ def _plan(previous: list | None, fresh: list[str], rows: dict, order: list[str])
     if previous is None:
         return [], list(order)
     live = set(order)
-    kept, written = [], list(fresh)
+    kept, written, fresh_set = [], list(fresh), set(fresh)
     for seg in previous:
-        ids = [k for k in seg["docs"] if k in live and k not in fresh]
+        if fresh_set.isdisjoint(seg["docs"]) and live.issuperset(seg["docs"]) and "live" in seg:
+            kept.append(seg)  # untouched by this write (set operations in C: no loop over its documents)
+            continue
+        ids = [k for k in seg["docs"] if k in live and k not in fresh_set]
         if not ids:
             continue
         if 2 * n(ids) < seg["rows"]:
@@ -489,6 +538,8 @@ def _plan(previous: list | None, fresh: list[str], rows: dict, order: list[str])
         for s in same:
             written.extend(s["docs"])
         kept = [s for s in kept if _level(s["live"]) != level]
+    if len(written) <= 32:  # a small write: its few documents looked up in the order, no table of all of them
+        return kept, sorted(written, key=order.index)
     position = {k: i for i, k in enumerate(order)}
     return kept, sorted(written, key=position.__getitem__)
 

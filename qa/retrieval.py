@@ -204,9 +204,14 @@ class Retriever:
         self.exact = n <= EXACT_UP_TO
         # documents as integer codes: a filter or a preference is a boolean table over documents,
         # looked up by the rows' codes, instead of np.isin over an array of doc-id strings
-        self.doc_ids: list[str] = list(dict.fromkeys([*data.docs, *(c.doc_id for c in self.chunks)]))
+        codes = _codes_from_rows(data, n)
+        if codes is not None:  # the layout the generation records (every write's): no walk over the chunks
+            self.doc_ids, self.doc_code = codes
+        else:
+            self.doc_ids = list(dict.fromkeys([*data.docs, *(c.doc_id for c in self.chunks)]))
         self.doc_index = {d: i for i, d in enumerate(self.doc_ids)}
-        self.doc_code = np.fromiter((self.doc_index[c.doc_id] for c in self.chunks), dtype=np.int32, count=n)
+        if codes is None:
+            self.doc_code = np.fromiter((self.doc_index[c.doc_id] for c in self.chunks), dtype=np.int32, count=n)
         order = np.argsort(self.doc_code, kind="stable")
         self._doc_rows = (order, np.searchsorted(self.doc_code[order], np.arange(len(self.doc_ids) + 1)))
         # the lexical indexes as postings; IDF from their document frequencies; token sets on demand
@@ -937,6 +942,18 @@ class Retriever:
         z = a["bias"] + sum(w * (features[f] - a["mean"][f]) / a["scale"][f]
                             for f, w in a["weights"].items() if features.get(f) is not None)
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+def _codes_from_rows(data, n: int) -> tuple[list[str], np.ndarray] | None:
+    """(document ids, the document code of every chunk) from a generation's rows by document, when they
+    lay its documents out one after the other in the order of `data.docs` and cover all `n` chunks; else None."""
+    rows = getattr(data, "rows", None)
+    if not rows or rows.keys() != data.docs.keys() or list(rows) != list(data.docs):
+        return None
+    spans = np.fromiter((x for span in rows.values() for x in span), dtype=np.int64, count=2 * len(rows)).reshape(-1, 2)
+    if spans[0, 0] != 0 or spans[-1, 1] != n or (spans[1:, 0] != spans[:-1, 1]).any() or (spans[:, 1] < spans[:, 0]).any():
+        return None
+    return list(rows), np.repeat(np.arange(len(rows), dtype=np.int32), spans[:, 1] - spans[:, 0])
 
 
 def _window_spans(text: str) -> list[tuple[int, int]]:

@@ -119,9 +119,12 @@ def _sources(settings, data, texts: dict[str, str], previous) -> dict[str, str]:
     old = previous.sources if previous is not None else {}
     old_docs = previous.index.docs if previous is not None else {}
     for doc_id, meta in data.docs.items():
-        if doc_id in texts:
+        prev = old_docs.get(doc_id)
+        if prev is meta and doc_id in old and doc_id not in texts:  # carried over by the write: the same record
+            out[doc_id] = old[doc_id]
+        elif doc_id in texts:
             out[doc_id] = texts[doc_id]
-        elif doc_id in old and old_docs.get(doc_id, {}).get("sha256") == meta.get("sha256"):
+        elif doc_id in old and prev is not None and prev.get("sha256") == meta.get("sha256"):
             out[doc_id] = old[doc_id]
         else:
             try:

@@ -420,9 +420,10 @@ class Store:
     def gc(self, library=None, dropped: set[str] | None = None, keep: set[str] | None = None) -> None:
         """Delete generations other than CURRENT and PREVIOUS (and those whose segments they
         serve), staged folders and temporary files of dead writers, and originals the live
-        library does not refer to: every such original when `dropped` is None or a writer died
-        while staging one (its WRITING mark is still there), else only those in `dropped`
-        (the files this write replaced or removed). `keep`: the generation folders CURRENT and
+        library does not refer to: every such original when `dropped` is None (a repair, or a
+        transaction that found a dead writer's WRITING mark: Transaction.commit passes None then),
+        else only those in `dropped` (the files this write replaced or removed: a small upload
+        lists nothing). `keep`: the generation folders CURRENT and
         PREVIOUS use, when the caller knows them (else read from their manifests). Call under the
         writer lock."""
         from . import index as index_mod
@@ -446,11 +447,13 @@ class Store:
         if library is None or not self.docs_dir.is_dir():
             return
         mark = self.docs_dir / WRITING
-        if dropped is None or mark.exists():
+        if dropped is None:
             wanted = {e["file"] for e in library.uploads.values()} | {"library.json"}
             garbage = set(os.listdir(self.docs_dir)) - wanted  # names only: a stat for the garbage alone
-        else:
+        elif dropped:  # an original two documents share (same bytes) stays while one of them does
             garbage = set(dropped) - {e["file"] for e in library.uploads.values()}
+        else:  # a write that replaced and removed nothing: no listing of the folder, no set over the library
+            garbage = set()
         for name in garbage:
             p = self.docs_dir / name
             if p.is_file():
@@ -529,12 +532,23 @@ class Transaction:
         lib = self.library
         if self.live is None:  # nothing to carry over: read the library's originals
             docs = {d.doc_id: d for d in load_documents(self.store.settings, lib) if d.doc_id not in self.changed}
-        else:  # the live generation's documents are in doc_id order already: the changed ones are merged in
-            skip = set(self.changed) | self.deleted | set(lib.quarantined)
-            Kept = index_mod.Kept
-            kept = [Kept(k, m) for k, m in self.live.docs.items() if k not in skip] if skip else \
-                [Kept(k, m) for k, m in self.live.docs.items()]
-            return sorted(kept + [i.document for i in self.changed.values()], key=lambda d: d.doc_id)
+        else:  # the live generation's documents, in doc_id order, with the few changed ones merged in
+            import bisect
+
+            live = self.live.docs
+            skip = (set(self.changed) | self.deleted | set(lib.quarantined)) & live.keys()
+            ids = list(live)
+            out = list(map(index_mod.Kept._make, live.items()))  # records made in C: a write costs its documents
+            if ids != sorted(ids):  # a generation laid out otherwise: sort it all
+                kept = [d for d in out if d.doc_id not in skip]
+                return sorted(kept + [i.document for i in self.changed.values()], key=lambda d: d.doc_id)
+            for i in sorted((ids.index(k) for k in skip), reverse=True):
+                del ids[i], out[i]
+            for doc in sorted((i.document for i in self.changed.values()), key=lambda d: d.doc_id):
+                at = bisect.bisect_left(ids, doc.doc_id)
+                ids.insert(at, doc.doc_id)
+                out.insert(at, doc)
+            return out
         docs.update({k: i.document for k, i in self.changed.items()})
         return [docs[k] for k in sorted(docs)]
 
@@ -560,7 +574,11 @@ class Transaction:
             raise
         source = previous if previous is not None else self.live  # a generation known to load: the fallback
         old = source.library.uploads if source is not None else {}
-        dropped = None if sweep or source is None else {old[k]["file"] for k in (*self.changed, *self.deleted) if k in old}
+        # a WRITING mark that was there before this transaction staged anything is a dead writer's: sweep every
+        # original then (this transaction's own mark only says that it is writing)
+        dead_writer = self.had_mark if self.had_mark is not None else (self.store.docs_dir / WRITING).exists()
+        dropped = None if sweep or source is None or dead_writer else \
+            {old[k]["file"] for k in (*self.changed, *self.deleted) if k in old}
         fallback = source if keep_previous and source else None
         keep = None
         if data.segments is not None and (fallback is None or (fallback.segments is not None and not fallback.damaged)):
@@ -571,7 +589,9 @@ class Transaction:
                                       dropped=dropped, keep=keep)
         self.committed = True
         data.path = gen  # what was just written, as written: nothing is read back
-        self.store.sync_remote(data, {d.doc_id: d.text for d in docs if getattr(d, "text", None) is not None})
+        # the texts at hand: the changed documents' (a repair's: every document's); carried-over ones have none
+        at_hand = [i.document for i in self.changed.values()] if not sweep else docs
+        self.store.sync_remote(data, {d.doc_id: d.text for d in at_hand if getattr(d, "text", None) is not None})
         return data
 
     def rollback(self) -> None:

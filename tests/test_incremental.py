@@ -114,6 +114,9 @@ def test_incremental_writes_build_what_a_rebuild_builds(tmp_path, embedder):
     assert {k: {**m} for k, m in full.docs.items()} == inc.docs
     assert weights(full.bm25) == weights(inc.bm25)
     assert weights(full.bm25_bigrams) == weights(inc.bm25_bigrams)
+    # the corpus hash each write updated by the documents it changed (added, replaced, removed) is the rebuild's
+    assert inc.manifest["corpus_hash"] == full.manifest["corpus_hash"]
+    assert inc.manifest["corpus_hash_kind"] == full.manifest["corpus_hash_kind"] == index_mod.CORPUS_HASH
     assert set(full.bm25.vocab_dict) == set(inc.bm25.vocab_dict)
     assert np.array_equal(full.window_owner, inc.window_owner)
     # a rebuild embeds every passage again: the same vectors
