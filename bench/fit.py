@@ -320,6 +320,8 @@ def main(argv=None) -> int:
     ap.add_argument("--drop", nargs="+", default=[], choices=FEATURES, metavar="INPUT",
                     help="leave these inputs out of the answerability model (the ablation of each; with --check)")
     args = ap.parse_args(argv)
+    if args.max_false is not None and not 0 <= args.max_false < 0.5:
+        ap.error(f"--max-false must be a share of the answerable questions in [0, 0.5), not {args.max_false}")
     INPUTS[:] = [f for f in FEATURES if f not in args.drop]
     global OUT_OF_FOLD, MAX_FALSE
     OUT_OF_FOLD = not args.in_sample_threshold

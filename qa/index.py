@@ -354,23 +354,14 @@ def stage(index_dir: Path, embedder, docs, library: Library, previous: IndexData
     if previous is not None:
         _span(previous, "")  # the previous generation's rows by document (kept with it)
         prev_rows = previous.rows
-    settled: dict[str, dict] = {}  # doc_id -> its final record, for documents carried over as they were
     for d in docs:
-        if type(d) is Kept and prev_rows is not None and before.get(d.doc_id) is d.meta:
-            # carried over unchanged (the common case: every document but the written ones), in few steps
-            lo, hi = prev_rows[d.doc_id]
-            if parts and parts[-1][0] == "prev" and parts[-1][2] == lo:
-                parts[-1] = ("prev", parts[-1][1], hi)
-            else:
-                parts.append(("prev", lo, hi))
-            m = metas[d.doc_id] = d.meta
-            if m.get("chunks") == hi - lo and m.get("source") == ("upload" if d.doc_id in library.uploads else "seed"):
-                settled[d.doc_id] = m  # its record needs no change either
-            counts[d.doc_id] = hi - lo
-            continue
-        span, old = None, before.get(d.doc_id)
-        if old is not None and old.get("sha256") == d.sha256:
+        old = before.get(d.doc_id)
+        if type(d) is Kept and old is d.meta and prev_rows is not None:
+            span = prev_rows.get(d.doc_id)  # carried over as it was (every document but the written ones): its rows
+        elif old is not None and old.get("sha256") == d.sha256:
             span = _span(previous, d.doc_id)
+        else:
+            span = None
         if span is None:
             fresh_ids.append(d.doc_id)
             if isinstance(d, Kept):
@@ -453,12 +444,8 @@ def stage(index_dir: Path, embedder, docs, library: Library, previous: IndexData
         n = counts[k]
         rows[k] = (row, row + n)
         row += n
-        m = settled.get(k)
-        if m is None:
-            m, source = metas[k], "upload" if k in uploads else "seed"
-            if m.get("chunks") != n or m.get("source") != source:
-                m = {**m, "chunks": n, "source": source}
-        meta[k] = m
+        m, source = metas[k], "upload" if k in uploads else "seed"
+        meta[k] = m if m.get("chunks") == n and m.get("source") == source else {**m, "chunks": n, "source": source}
     # segments are referenced by name inside one index folder: a previous generation elsewhere is copied from
     same_folder = previous is not None and Path(previous.path).parent.resolve() == index_dir.resolve()
     kept, written = _plan(previous.segments if same_folder else None, fresh_ids, rows, list(meta))

@@ -404,12 +404,16 @@ ANSWER_TYPES: dict[str, tuple[re.Pattern, re.Pattern]] = {
 # (Retriever.sentence_type_missing), not anywhere in the passages.
 _MEASURES = "名|人|所|个|班|家|项|场|次|位|门|届|支|批|件|节|本|篇|套|元|平方米|亩|座|天|小时|分钟|课时|倍"
 _NUMERAL = r"(?:\d[\d.,]*|[一二两三四五六七八九十百千万]+)"
+_SHARE = rf"{_NUMERAL}\s*(?:%|％)|百分之|[一二三四五六七八九]成|\d+(?:\.\d+)?\s*个百分点"  # 85%, 百分之九十, 三成
 COUNT: tuple[re.Pattern, re.Pattern] = (
-    re.compile(rf"(?:多少|几)\s*(?:{_MEASURES})|百分之(?:多少|几)|(?:比例|比率|占比|率)\s*(?:是|为|要|将|能|可以)?\s*"
-               rf"(?:达到|提高到|提升到|控制在)?\s*(?:多少|几成)|\bhow many\b|\bwhat (?:share|percentage|proportion|rate)\b", re.I),
-    # 40多个, 2000余人, 1.5万名, 85%, 百分之九十, 三成
-    re.compile(rf"{_NUMERAL}\s*(?:多|余|来)?\s*(?:万|亿)?\s*(?:{_MEASURES})|{_NUMERAL}\s*(?:%|％)|百分之|[一二三四五六七八九]成"),
+    # what asks: the measure word asked for and the share are named (counts_asked)
+    re.compile(rf"(?:多少|几)\s*(?P<mw>{_MEASURES})|(?P<share>百分之(?:多少|几)|(?:比例|比率|占比|率)\s*"
+               rf"(?:是|为|要|将|能|可以)?\s*(?:达到|提高到|提升到|控制在)?\s*(?:多少|几成)"
+               rf"|\bwhat (?:share|percentage|proportion|rate)\b)|\bhow many\b", re.I),
+    # what holds any of them: 40多个, 2000余人, 1.5万名, and a share
+    re.compile(rf"{_NUMERAL}\s*(?:多|余|来)?\s*(?:万|亿)?\s*(?:{_MEASURES})|{_SHARE}"),
 )
+_SHARE_PATTERN = re.compile(_SHARE)
 
 
 def asks_count(text: str) -> bool:
@@ -424,10 +428,6 @@ def asks_count(text: str) -> bool:
 _SAME_COUNT = ({"名", "人", "位"}, {"所", "家", "座"}, {"场", "次", "届"}, {"节", "课时"}, {"本", "套", "篇"},
                {"平方米", "亩"}, {"天", "小时", "分钟"})
 _NOT_BY_GE = {"天", "小时", "分钟", "平方米", "亩", "元", "倍", "课时"}
-_SHARE = rf"{_NUMERAL}\s*(?:%|％)|百分之|[一二三四五六七八九]成|\d+(?:\.\d+)?\s*个百分点"
-_ASKED = re.compile(rf"(?:多少|几)\s*(?P<mw>{_MEASURES})|(?P<share>百分之(?:多少|几)|(?:比例|比率|占比|率)\s*"
-                    rf"(?:是|为|要|将|能|可以)?\s*(?:达到|提高到|提升到|控制在)?\s*(?:多少|几成)"
-                    rf"|\bwhat (?:share|percentage|proportion|rate)\b)|\bhow many\b", re.I)
 
 
 @lru_cache(maxsize=64)
@@ -446,7 +446,7 @@ def counts_asked(text: str) -> list[re.Pattern]:
     pattern per thing asked: 招聘多少名教师 -> a number of people (30名, 2000余人, not 3所), 覆盖率是多少 ->
     a share (85%, 百分之九十, 三成), how many -> any count (COUNT)."""
     out: list[re.Pattern] = []
-    for m in _ASKED.finditer(text):
+    for m in COUNT[0].finditer(text):
         if m.group("share"):
             pattern = _SHARE_PATTERN
         else:
@@ -454,9 +454,6 @@ def counts_asked(text: str) -> list[re.Pattern]:
         if pattern not in out:
             out.append(pattern)
     return out
-
-
-_SHARE_PATTERN = re.compile(_SHARE)
 
 
 def answer_types(text: str) -> tuple[str, ...]:

@@ -204,14 +204,13 @@ class Retriever:
         self.exact = n <= EXACT_UP_TO
         # documents as integer codes: a filter or a preference is a boolean table over documents,
         # looked up by the rows' codes, instead of np.isin over an array of doc-id strings
-        codes = _codes_from_rows(data, n)
-        if codes is not None:  # the layout the generation records (every write's): no walk over the chunks
-            self.doc_ids, self.doc_code = codes
-        else:
-            self.doc_ids = list(dict.fromkeys([*data.docs, *(c.doc_id for c in self.chunks)]))
-        self.doc_index = {d: i for i, d in enumerate(self.doc_ids)}
+        codes = _codes_from_rows(data, n)  # the layout every write records: no walk over the chunks
         if codes is None:
-            self.doc_code = np.fromiter((self.doc_index[c.doc_id] for c in self.chunks), dtype=np.int32, count=n)
+            ids = list(dict.fromkeys([*data.docs, *(c.doc_id for c in self.chunks)]))
+            at = {d: i for i, d in enumerate(ids)}
+            codes = ids, np.fromiter((at[c.doc_id] for c in self.chunks), dtype=np.int32, count=n)
+        self.doc_ids, self.doc_code = codes
+        self.doc_index = {d: i for i, d in enumerate(self.doc_ids)}
         order = np.argsort(self.doc_code, kind="stable")
         self._doc_rows = (order, np.searchsorted(self.doc_code[order], np.arange(len(self.doc_ids) + 1)))
         # the lexical indexes as postings; IDF from their document frequencies; token sets on demand
