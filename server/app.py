@@ -115,5 +115,4 @@ def server_config(settings) -> dict:
         "http": header_timeout_protocol(settings.header_timeout_s),
         "timeout_keep_alive": settings.keep_alive_s,
         "limit_concurrency": settings.max_connections,
-        "h11_max_incomplete_event_size": 16 * 1024,
     }

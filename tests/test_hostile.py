@@ -304,7 +304,7 @@ def test_links_and_html_in_chat_content_are_neutralised():
     assert "javascript:alert(1)" in text  # shown as text, not removed
 
 
-def test_idle_and_slow_header_connections_are_closed():
+def test_idle_slow_and_bloated_header_connections_are_closed():
     import uvicorn
     from fastapi import FastAPI
 
@@ -326,6 +326,17 @@ def test_idle_and_slow_header_connections_are_closed():
                 c.settimeout(5)
                 t0 = time.monotonic()
                 assert c.recv(100) == b"" and time.monotonic() - t0 < 3  # closed by the server
+        # headers that never end but keep coming: refused at the cap, not buffered without bound
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.settimeout(5)
+            c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 20000 + b"\r\n")  # no blank line yet
+            reply = c.recv(300)
+            assert reply.startswith(b"HTTP/1.1 400") and b"too large" in reply.lower()
+        # a request at the edge of the cap is still served
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.settimeout(5)
+            c.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 12000 + b"\r\n\r\n")
+            assert c.recv(100).startswith(b"HTTP/1.1 200")
     finally:
         server.should_exit = True
 
