@@ -51,7 +51,7 @@ NOUN_TAGS = ("n", "vn", "j", "eng")  # jieba POS prefixes of names of things (n,
 TOPIC_TAGS = ("n", "v", "m", "t", "j", "eng")
 FEATURES = ("top_cosine", "cosine_margin", "top_z", "coverage", "unknown", "unknown_noun", "domain", "english",
             "dense_gap", "answer_type_missing", "absent", "absent_any", "absent_length", "focus_missing",
-            "sentence_type_missing")
+            "sentence_type_missing", "neighbours")
 SAID_SENTENCES = 2  # the sentences of the best passage looked at for the kind of answer a question asks for
 TYPED_PASSAGES = 3  # the best passages looked at for the kind of answer a question asks for (qa.query.ANSWER_TYPES)
 # the second stage: the best RERANK_CANDIDATES passages of the fused score are put in order again by a
@@ -117,6 +117,7 @@ class Options:
     # a count a question asks for (多少名, 几所) is held by a number with a measure word that counts the same things
     # (qa.query.counts_asked); False: by any number with a measure word (before; bench/fit.py --any-count)
     count_units: bool = True
+    neighbours: bool = True  # the answerability input from the bank of the project's own questions (qa.neighbours)
 
     @classmethod
     def fitted(cls, **overrides) -> "Options":
@@ -224,6 +225,13 @@ class Retriever:
         self._bilingual_lock = threading.Lock()
 
     # -------------------------------------------------------------- helpers
+    @cached_property
+    def bank(self):
+        """The project's own questions with their labels (qa.neighbours), for the model in use; None without."""
+        from .neighbours import Bank
+
+        return Bank.load(getattr(self.embedder, "model_id", ""))
+
     @cached_property
     def scope(self):
         from .scope import Scope
@@ -701,6 +709,9 @@ class Retriever:
         spread = dense if sig.sample is None else sig.sample  # the question's own cosine distribution
         unknown, words = sig.unknown if sig.unknown is not None else self.unknown_words(sig.query)
         absent, length, _ = sig.absent if sig.absent is not None else self.absent_words(sig.query)
+        # how answerable the project's own questions most like this one were (qa.neighbours): 局长是谁 and
+        # 怎么报名 are asked of policy documents and seldom answered by them. None without a bank
+        nb = self.bank.answered(sig.vector) if self.bank is not None and self.options.neighbours else None
         return {
             "top_cosine": float(dense[0]),
             "cosine_margin": float(dense[0] - dense[min(9, len(dense) - 1)]),
@@ -732,6 +743,7 @@ class Retriever:
             # the kind of answer asked for (多少名, 覆盖率是多少, 多少钱, 哪天) that the sentences of the best passage
             # saying the question's words do not give
             "sentence_type_missing": self.sentence_type_missing(sig.query, sig.lex_tokens, best),
+            "neighbours": nb,
             "words_not_in_corpus": words,
         }
 
