@@ -23,6 +23,7 @@ import itertools
 import json
 import sys
 import time
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,6 +46,7 @@ GRID = {
     "prefer": (0.25, 0.5, 1.0),
 }
 RERANK_L2 = (0.001, 0.01, 0.1)  # L2 strengths the second stage chooses from (inner leave-one-document-out)
+NO_DOC_FOLDS = 5  # folds of the questions of no document (everyday ones), for their out-of-fold values
 MAX_FALSE = 0.03  # false no-answers allowed on the training questions (out of fold; chosen on the read blind sets: README)
 
 
@@ -192,7 +194,7 @@ def fit(r, rows, sources, fusion_grid: bool = False, extra=(), rerank: bool = Tr
     r.bank = Bank.of(vectors, y, [fold_of(x) for x in learn], r.embedder.model_id)
     X = features(r, learn, fusion)
     if "neighbours" in INPUTS:
-        X[:, INPUTS.index("neighbours")] = r.bank.out_of_fold(r.bank.vectors)
+        X[:, INPUTS.index("neighbours")] = r.bank.out_of_fold()
     model = fit_logistic(X, y)
     if OUT_OF_FOLD:
         model["threshold"] = out_of_fold_threshold(X, y, [doc_of(x) for x in learn])
@@ -318,13 +320,8 @@ def fold_of(x) -> str:
     d = doc_of(x)
     if d:
         return d
-    import zlib
-
     source = str(x.get("id", "")).rsplit("-", 1)[0]
     return f"{source}#{zlib.crc32(x['question'].encode()) % NO_DOC_FOLDS}"
-
-
-NO_DOC_FOLDS = 5
 
 
 def main(argv=None) -> int:
@@ -378,7 +375,8 @@ def main(argv=None) -> int:
     split = load_split(files[0])
     questions = [q for f in files + args.also for q in load_questions(f)]
     rows = prepare(svc, questions)
-    synthetic = prepare(svc, synthetic_questions(not args.no_hard_negatives) + ([] if args.no_everyday else everyday_questions()))
+    everyday = [] if args.no_everyday else everyday_questions()
+    synthetic = prepare(svc, synthetic_questions(not args.no_hard_negatives) + everyday)
     train = [x for x in rows if split.get(doc_of(x)) == "train"]
     test = [x for x in rows if split.get(doc_of(x)) == "test"]
     syn_train = [x for x in synthetic if x["doc"] is None or split.get(x["doc"]) == "train"]
@@ -460,7 +458,7 @@ def main(argv=None) -> int:
                           # the answerability model only: the train documents' questions of the read blind sets
                           "answerability_also": {"files": [str(f.relative_to(ROOT)) for f in more_files],
                                                  "questions": len(more_train),
-                                                 "everyday": 0 if args.no_everyday else len(everyday_questions())}},
+                                                 "everyday": len(everyday)}},
             "fusion": {**BASE_OPTIONS, **({k: getattr(opts, k) for k in GRID} if args.fusion else {})},
             "answerability": opts.answerability,
             "rerank": opts.rerank,

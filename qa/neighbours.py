@@ -55,10 +55,9 @@ class Bank:
         w = np.exp(SHARPNESS * (s - s.max()))
         return float((w * self.labels[idx]).sum() / w.sum())
 
-    def out_of_fold(self, vectors: np.ndarray) -> np.ndarray:
-        """The value of each of the bank's own questions (rows of `vectors`, aligned with the bank),
-        from the questions of the other groups only."""
-        return np.array([self.answered(v, self.groups == g) for v, g in zip(vectors, self.groups)], dtype=np.float64)
+    def out_of_fold(self) -> np.ndarray:
+        """The value of each of the bank's own questions, from the questions of the other groups only."""
+        return np.array([self.answered(v, self.groups == g) for v, g in zip(self.vectors, self.groups)], dtype=np.float64)
 
     def save(self, path: Path = BANK) -> None:
         np.savez_compressed(path, vectors=self.vectors.astype(np.float16), labels=self.labels.astype(np.int8),
@@ -68,27 +67,25 @@ class Bank:
     def load(cls, model_id: str, path: Path = BANK) -> "Bank | None":
         """The bank written for `model_id`, or None (no bank, a damaged file, another model). Read once per
         process (every generation's retriever shares it: a write does not read it again)."""
-        return _load(cls, model_id, path)
-
-    @classmethod
-    def read(cls, model_id: str, path: Path) -> "Bank | None":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if str(z["model_id"]) != model_id:
-                    return None
-                v = z["vectors"].astype(np.float32)
-                return cls(v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12), z["labels"].astype(np.float32),
-                           z["groups"].astype(str), model_id)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # missing, truncated, damaged
-            return None
+        return _read(model_id, path)
 
     @classmethod
     def of(cls, vectors: list, labels: list, groups: list, model_id: str = "") -> "Bank":
         v = np.vstack([np.asarray(x, dtype=np.float32).reshape(1, -1) for x in vectors])
-        return cls(v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12), np.asarray(labels, dtype=np.float32),
-                   np.asarray(groups, dtype=str), model_id)
+        return cls(_unit(v), np.asarray(labels, dtype=np.float32), np.asarray(groups, dtype=str), model_id)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12)
 
 
 @lru_cache(maxsize=4)
-def _load(cls, model_id: str, path: Path) -> Bank | None:
-    return cls.read(model_id, path)
+def _read(model_id: str, path: Path) -> Bank | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["model_id"]) != model_id:
+                return None
+            return Bank(_unit(z["vectors"].astype(np.float32)), z["labels"].astype(np.float32), z["groups"].astype(str),
+                        model_id)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # missing, truncated, damaged
+        return None

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import json
 import re
 from pathlib import Path
 
@@ -219,7 +220,7 @@ def header_timeout_protocol(seconds: float, max_header_bytes: int = MAX_HEADER_B
     """uvicorn's httptools protocol (the C parser; uvicorn's h11 costs ~0.3 ms more per request
     here, issue 14) with what it lacks against slow and bloated clients: a deadline for a
     request's headers (a connection that opens and sends nothing, or sends its headers a byte
-    at a time, is closed) and a cap on their size (400, as h11's own cap gives)."""
+    at a time, is closed) and a cap on their size (400 with a JSON error, as h11's own cap gave 400)."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class GuardedHttpTools(HttpToolsProtocol):
@@ -256,7 +257,15 @@ def header_timeout_protocol(seconds: float, max_header_bytes: int = MAX_HEADER_B
             # still waiting for the end of the headers after this data: all of it was header bytes
             if waiting and self._header_timer is not None and self._header_bytes > max_header_bytes \
                     and not self.transport.is_closing():
-                self.send_400_response("Request headers too large.")
+                self._refuse_headers()
+
+        def _refuse_headers(self):
+            """400 with the service's JSON error body (uvicorn's own 400 is plain text), then close."""
+            body = json.dumps({"error": {"message": f"request headers too large (limit {max_header_bytes} bytes)",
+                                         "type": "headers_too_large", "status": 400}}).encode()
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                                 b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+            self.transport.close()
 
         def on_headers_complete(self):
             self._header_bytes = 0

@@ -332,6 +332,7 @@ def test_idle_slow_and_bloated_header_connections_are_closed():
             c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 20000 + b"\r\n")  # no blank line yet
             reply = c.recv(300)
             assert reply.startswith(b"HTTP/1.1 400") and b"too large" in reply.lower()
+            assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"]["status"] == 400  # the service's JSON error
         # a request at the edge of the cap is still served
         with socket.create_connection(("127.0.0.1", port)) as c:
             c.settimeout(5)

@@ -22,7 +22,7 @@ def test_the_answered_share_weights_the_nearest_questions():
     assert bank.answered(v) > 0.9  # the close ones outweigh the K - 5 far ones
     assert bank.answered(v, exclude=bank.groups == "a") == 0.0  # without them: none answerable
     assert bank.answered(None) is None and bank.answered(np.ones(3)) is None  # no vector, another dimension
-    oof = bank.out_of_fold(bank.vectors)
+    oof = bank.out_of_fold()
     assert oof[:5].max() == 0.0  # each close one, its group left out, sees only unanswerable questions
     assert len(oof) == len(bank) > K
 
