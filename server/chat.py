@@ -282,7 +282,9 @@ def _extra(reply: Reply) -> dict:
     body = reply.body or {}
     return {
         "passages": body.get("passages", []),
-        "no_answer": bool(body.get("no_answer", False)),
+        # a greeting is answered by no passage, as /ask says of it (no_answer_reason not_a_question)
+        "no_answer": bool(body.get("no_answer", False)) or reply.kind == "greeting",
+        "no_answer_reason": body.get("no_answer_reason") or ("not_a_question" if reply.kind == "greeting" else None),
         "resolved_question": body.get("resolved_question"),
         "reply_kind": reply.kind,
     }

@@ -53,7 +53,7 @@ class AskRequest(BaseModel):
 
 # the reply to a question: typed records of qa itself, the response model of /ask as they are
 from qa.reply import Answer as AskResponse  # noqa: E402,F401
-from qa.reply import Citation, Passage, QueryInfo, _OmitUnset  # noqa: E402,F401
+from qa.reply import Citation, NoAnswerReason, Passage, QueryInfo, _OmitUnset  # noqa: E402,F401
 
 
 class Health(BaseModel):
@@ -206,6 +206,7 @@ class ChatCompletion(BaseModel):
     usage: Usage = Usage()
     passages: list[Passage]
     no_answer: bool
+    no_answer_reason: NoAnswerReason | None = Field(default=None, description="as in /ask; not_a_question for a greeting")
     resolved_question: str | None = Field(default=None, description="what was searched: the last question resolved against the earlier turns")
     reply_kind: Literal["answer", "task", "greeting", "continuation"] = Field(
         default="answer", description="answer (retrieval), task (a frontend's title/tags/follow-up prompt), greeting, continuation (empty)"

@@ -234,6 +234,7 @@ def test_greetings_and_thanks_get_a_short_reply_listing_the_documents(client, te
     body = chat(client, [user(text)]).json()
     content = body["choices"][0]["message"]["content"]
     assert body["reply_kind"] == "greeting" and body["passages"] == [] and body["choices"][0]["message"]["annotations"] == []
+    assert body["no_answer"] is True and body["no_answer_reason"] == "not_a_question"  # as /ask says of a greeting
     assert all(t in content for t in TITLES) and len(content) < 600
     assert ("不客气" in content) == any(w in text.lower() for w in ("谢", "thank"))
 
