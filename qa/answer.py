@@ -118,7 +118,7 @@ def answer(retriever: Retriever, question: str, top_k: int = 5, filters: dict | 
     result = retriever.search(question, top_k=top_k, filters=filters, history=history)
     asked = result.query.text if result.query else question
     qf = _question_features(retriever, asked, result.query_tokens)
-    near = retriever.window_cosines(result.rows, result.vector) if HIGHLIGHT_DENSE and result.rows else []
+    near = retriever.window_cosines(result.rows, result.vector, result.window_cos) if HIGHLIGHT_DENSE and result.rows else []
     near = near or [None] * len(result.candidates)
     highlights = [highlight(retriever, asked, result.query_tokens, c.chunk.text, qf, w)
                   for c, w in zip(result.candidates, near)]

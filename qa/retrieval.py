@@ -156,6 +156,7 @@ class Signals:
     absent: tuple[float, int, list[str]] | None = None
     domain: float | None = None
     vector: np.ndarray | None = None  # the question's embedding (after the adapter): highlights use it
+    window_cos: np.ndarray | None = None  # every sentence window's cosine, where all were scored (the seeds' size)
 
 
 @dataclass
@@ -173,6 +174,7 @@ class SearchResult:
     resolved_question: str = ""
     vector: np.ndarray | None = None  # the question's embedding, for highlights
     rows: list[int] = field(default_factory=list)  # the candidates' chunk rows
+    window_cos: np.ndarray | None = None  # Signals.window_cos
 
 
 FILTER_KEYS = {"doc_id", "region", "year", "kind", "issued_after"}
@@ -546,19 +548,32 @@ class Retriever:
         # rest get the lowest score retrieved, so min-max fusion puts them at the bottom
         n = len(self.chunks)
         k = min(n, DENSE_CANDIDATES)
-        D, I = self.data.dense.search(q, k)
-        found = I[0] >= 0
-        dense = np.full(n, D[0][found][-1] if k < n and found.any() else 0.0, dtype=np.float32)
-        dense[I[0][found]] = D[0][found]
+        data = self.data
+        window_cos = None
+        if k == n and len(data.vectors) == n:
+            # every chunk is scored: one product with the vectors in memory, not a search that sorts them all
+            dense = data.vectors @ q[0]
+        else:
+            D, I = data.dense.search(q, k)
+            found = I[0] >= 0
+            dense = np.full(n, D[0][found][-1] if k < n and found.any() else 0.0, dtype=np.float32)
+            dense[I[0][found]] = D[0][found]
         if self.options.windows:
-            m = self.data.dense_windows.ntotal
-            Dw, Iw = self.data.dense_windows.search(q, min(m, 3 * DENSE_CANDIDATES))
-            ok = Iw[0] >= 0
+            m = data.dense_windows.ntotal
             best_window = np.full(n, -1.0, dtype=np.float32)
-            np.maximum.at(best_window, self.data.window_owner[Iw[0][ok]], Dw[0][ok])
+            if m <= 3 * DENSE_CANDIDATES and len(data.window_vectors) == m == len(data.window_owner) and m:
+                # every window is scored: its cosine kept for the highlights (window_cosines)
+                window_cos = data.window_vectors @ q[0]
+                owners, first = np.unique(data.window_owner, return_index=True)
+                best_window[owners] = np.maximum.reduceat(window_cos, first)
+            else:
+                Dw, Iw = data.dense_windows.search(q, min(m, 3 * DENSE_CANDIDATES))
+                ok = Iw[0] >= 0
+                np.maximum.at(best_window, data.window_owner[Iw[0][ok]], Dw[0][ok])
             dense = np.maximum(dense, best_window)
         return Signals(question, resolved, query, verdict, lex_tokens, dense, lexical, bigram,
-                       ceilings=ceilings, unknown=unknown, absent=absent, domain=domain, vector=q[0])
+                       ceilings=ceilings, unknown=unknown, absent=absent, domain=domain, vector=q[0],
+                       window_cos=window_cos)
 
     def _vector_free(self, query: Query, content: Query, exact: bool) -> tuple:
         """What a question's signals need that does not depend on its vector: the lexical query, the
@@ -783,10 +798,12 @@ class Retriever:
                     math.log1p(length), 1.0 / (n + 1))
         return order, X
 
-    def window_cosines(self, rows: list[int], vector: np.ndarray | None) -> list[list[tuple[int, int, float]] | None]:
+    def window_cosines(self, rows: list[int], vector: np.ndarray | None,
+                       every: np.ndarray | None = None) -> list[list[tuple[int, int, float]] | None]:
         """For each chunk row: [start, end) of each of its sentence windows (qa.index.windows) and the
         window's cosine with the question's vector; None where the windows' vectors cannot be had.
-        A replica's come from the remote index, in one query for all the rows."""
+        A replica's come from the remote index, in one query for all the rows. `every`: the cosine of
+        every window, when the search has them (Signals.window_cos): read, not computed again."""
         data = self.data
         if vector is None or not rows:
             return [None] * len(rows)
@@ -806,6 +823,12 @@ class Retriever:
             spans = _window_spans(self.chunks[row].text)
             if local:
                 lo, hi = np.searchsorted(data.window_owner, [row, row + 1])
+                if every is not None and len(every) == len(data.window_owner):
+                    if hi - lo != len(spans):
+                        out.append(None)
+                        continue
+                    out.append([(x, y, float(c)) for (x, y), c in zip(spans, every[lo:hi])])
+                    continue
                 vecs = data.window_vectors[lo:hi]
             else:
                 vecs = fetched.get(self.chunks[row].id)
@@ -933,6 +956,7 @@ class Retriever:
             resolved_question=sig.resolved,
             vector=sig.vector,
             rows=[int(r) for r in rows],
+            window_cos=sig.window_cos,
         )
 
     # -------------------------------------------------------- answerability
