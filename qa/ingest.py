@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import threading
 import unicodedata
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from .corpus import CorpusError, Document, parse_document
 from .errors import QAError
@@ -166,17 +168,58 @@ _CONVERTED_KEEP = 16
 _CONVERTED_LOCK = threading.Lock()
 
 
-def _convert(f, name: str, data: bytes):
+# A converted original's text (a PDF's, a web page's, a scan's OCR) is stored beside it, so that a new process
+# reads it instead of converting again: OCR costs ~15 s a page here, and every start reads each original's text
+CONVERTED_SUFFIX = ".converted.json"
+CONVERTER_VERSION = 1  # raise it when a converter's output changes: the stored conversions are then made again
+
+
+def converted_bytes(converted, sha256: str) -> bytes:
+    """A conversion as stored beside its original (one JSON line, tied to the original's sha256)."""
+    return json.dumps({"version": CONVERTER_VERSION, "sha256": sha256, "text": converted.text,
+                       "removed": [list(r) for r in converted.removed], "pages": [list(p) for p in converted.pages],
+                       "ocr": bool(converted.ocr), "metadata": converted.metadata},
+                      ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _stored_conversion(path: Path, sha256: str):
+    """The conversion stored at `path` for the original of that sha256; None when there is none, or it
+    is damaged, of another original or of another converter version (then it is made again)."""
+    try:
+        d = json.loads(path.read_bytes())
+        if d.get("version") != CONVERTER_VERSION or d.get("sha256") != sha256 or not isinstance(d.get("text"), str):
+            return None
+        from .formats import Converted
+
+        return Converted(text=d["text"], removed=[(int(a), int(b), str(w)) for a, b, w in d["removed"]],
+                         pages=[(int(a), int(b)) for a, b in d["pages"]], ocr=bool(d["ocr"]),
+                         metadata=dict(d["metadata"]))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _convert(f, name: str, data: bytes, stored: Path | None = None):
     """qa.formats.convert, remembered by (content hash, extension) for a few files: a stored
     original is decoded again when it is verified and when it is re-parsed (a rebuild), and
-    a scanned PDF should be recognised once per process, not each time."""
-    key = (hashlib.sha256(data).hexdigest(), name.rpartition(".")[2].lower())
+    a scanned PDF should be recognised once per process, not each time. `stored`: where the
+    conversion of a stored original is kept on disk (read there; written there when made)."""
+    sha = hashlib.sha256(data).hexdigest()
+    key = (sha, name.rpartition(".")[2].lower())
     with _CONVERTED_LOCK:
         hit = _CONVERTED.get(key)
         if hit is not None:
             _CONVERTED.move_to_end(key)
             return hit
-    converted = f.convert(name, data)
+    converted = _stored_conversion(stored, sha) if stored is not None else None
+    if converted is None:
+        converted = f.convert(name, data)
+        if converted is not None and stored is not None:
+            from .store import atomic_write
+
+            try:
+                atomic_write(stored, converted_bytes(converted, sha))
+            except (OSError, TypeError, ValueError):
+                pass  # a read-only or full disk (or metadata JSON cannot hold): converted again next time
     if converted is not None:
         with _CONVERTED_LOCK:
             _CONVERTED[key] = converted
@@ -185,11 +228,12 @@ def _convert(f, name: str, data: bytes):
     return converted
 
 
-def decode(name: str, data: bytes, max_chars: int | None = None):
-    """(text, converted or None): the converters of qa.formats first, then .txt/.md/.docx."""
+def decode(name: str, data: bytes, max_chars: int | None = None, stored: Path | None = None):
+    """(text, converted or None): the converters of qa.formats first, then .txt/.md/.docx.
+    `stored`: where a stored original's conversion is kept (see _convert)."""
     f = _formats()
     try:
-        converted = _convert(f, name, data) if f is not None else None
+        converted = _convert(f, name, data, stored) if f is not None else None
     except QAError:
         raise
     except Exception as e:  # a converter's library failing on a hostile file is a 4xx, never a 500
@@ -295,12 +339,13 @@ def file_metadata(meta: dict) -> dict:
     return out
 
 
-def stored_document(data: bytes, doc_id: str, ext: str) -> Document:
-    """The document of a stored original, parsed as it was at ingest (a rebuild re-reads it)."""
-    text, converted = decode(doc_id + ext, data)
+def stored_document(data: bytes, doc_id: str, ext: str, stored: Path | None = None) -> Document:
+    """The document of a stored original, parsed as it was at ingest (a rebuild re-reads it).
+    `stored`: its conversion kept beside it (CONVERTED_SUFFIX)."""
+    text, converted = decode(doc_id + ext, data, stored=stored)
     return parse(text, doc_id, converted)
 
 
-def decode_stored(data: bytes, doc_id: str, ext: str) -> str:
+def decode_stored(data: bytes, doc_id: str, ext: str, stored: Path | None = None) -> str:
     """The text of a stored original (what its citations index), decoded as it was at ingest."""
-    return decode(doc_id + ext, data)[0]
+    return decode(doc_id + ext, data, stored=stored)[0]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .corpus import CorpusError, Document, load_corpus, parse_document
 from .ingest import (  # noqa: F401  (the one ingest path; re-exported for callers of the old names)
+    CONVERTED_SUFFIX,
     DOC_ID,
     MAX_DOCX_UNPACKED,
     TEXT_EXTENSIONS as EXTENSIONS,
@@ -74,6 +75,11 @@ def blob_path(settings, entry: dict) -> Path:
     return path
 
 
+def conversion_path(settings, entry: dict) -> Path:
+    """Where a stored original's conversion is kept (a PDF's, a web page's, a scan's text): beside it."""
+    return blob_path(settings, entry).with_name(entry["file"] + CONVERTED_SUFFIX)
+
+
 def read_original(settings, doc_id: str, entry: dict) -> str:
     """The decoded text of a stored original, checked against its recorded sha256. The
     CorpusError says why it cannot be served, without the data directory's path."""
@@ -86,7 +92,7 @@ def read_original(settings, doc_id: str, entry: dict) -> str:
         raise CorpusError(f"the original of {doc_id!r} was changed on disk (sha256 mismatch); add the document again "
                           "or remove it")
     try:
-        return decode_stored(data, doc_id, Path(entry["file"]).suffix)
+        return decode_stored(data, doc_id, Path(entry["file"]).suffix, stored=conversion_path(settings, entry))
     except CorpusError as e:
         raise CorpusError(f"the original of {doc_id!r} cannot be decoded ({str(e).split(': ', 1)[-1]}); add the document "
                           "again or remove it") from None
@@ -121,7 +127,8 @@ def load_documents(settings, library: Library, texts: dict[str, str] | None = No
         if ext in EXTENSIONS:
             docs[doc_id] = parse_document(text, doc_id)
         else:  # a converted file (PDF, web page, image): its removed spans and pages come with it
-            docs[doc_id] = stored_document(blob_path(settings, entry).read_bytes(), doc_id, ext)
+            docs[doc_id] = stored_document(blob_path(settings, entry).read_bytes(), doc_id, ext,
+                                           stored=conversion_path(settings, entry))
     return [docs[k] for k in sorted(docs)]
 
 

@@ -447,11 +447,15 @@ class Store:
         if library is None or not self.docs_dir.is_dir():
             return
         mark = self.docs_dir / WRITING
+        from .ingest import CONVERTED_SUFFIX
+
         if dropped is None:
-            wanted = {e["file"] for e in library.uploads.values()} | {"library.json"}
+            live = {e["file"] for e in library.uploads.values()}
+            wanted = live | {f + CONVERTED_SUFFIX for f in live} | {"library.json"}
             garbage = set(os.listdir(self.docs_dir)) - wanted  # names only: a stat for the garbage alone
         elif dropped:  # an original two documents share (same bytes) stays while one of them does
             garbage = set(dropped) - {e["file"] for e in library.uploads.values()}
+            garbage |= {f + CONVERTED_SUFFIX for f in garbage}  # and its conversion with it
         else:  # a write that replaced and removed nothing: no listing of the folder, no set over the library
             garbage = set()
         for name in garbage:
@@ -498,6 +502,17 @@ class Transaction:
         name, new = self.store.stage_blob(item.data, item.ext)
         if new:
             self.new_blobs.append(self.store.docs_dir / name)
+        if item.converted is not None:  # the conversion made at ingest, kept beside the original (OCR once)
+            from .ingest import CONVERTED_SUFFIX, converted_bytes
+
+            conversion = self.store.docs_dir / (name + CONVERTED_SUFFIX)
+            try:
+                raw = converted_bytes(item.converted, item.sha256)
+            except (TypeError, ValueError):  # metadata JSON cannot hold: converted again when read, as before
+                raw = None
+            if raw is not None and (new or not conversion.exists()):
+                atomic_write(conversion, raw)
+                self.new_blobs.append(conversion)
         self.library.uploads[item.doc_id] = {
             "file": name, "name": item.name, "sha256": item.sha256, "bytes": len(item.data),
             "added_at": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -274,3 +274,42 @@ def test_bad_files_get_a_clear_4xx_and_nothing_is_stored(client, kb, text_pdf, m
         assert words in r.json()["error"]["message"] and name in r.json()["error"]["message"]
         assert client.get("/documents").json() == before_docs
         assert _stored(kb) == before_files
+
+
+# ------------------------------------------------------------------ a conversion is made once
+def test_a_converted_original_is_read_from_its_stored_conversion_and_leaves_with_it(client, kb, files, monkeypatch):
+    """PDF reading and OCR happen once, at ingest: `qa add` stored the text PDF's conversion beside its original,
+    and a new process reads that instead of converting again (here with every converter refusing); a damaged
+    conversion is made again and stored again; a removed upload's conversion goes with its original."""
+    import json
+
+    import qa.formats as formats
+    from qa.library import conversion_path, read_mirror, read_original
+
+    s = Settings(data_dir=kb["data"], corpus_dir=kb["corpus"], model_cache=MODELS)
+    doc_id, entry = next((k, e) for k, e in read_mirror(s).uploads.items() if e["name"] == TEXT_PDF)
+    path = conversion_path(s, entry)
+    assert path.is_file() and json.loads(path.read_bytes())["sha256"] == entry["sha256"]
+    want = ingest_mod.ingest(TEXT_PDF, files[TEXT_PDF]).document.text
+
+    def refuse(name, data):
+        raise AssertionError(f"{name} converted again")
+
+    with monkeypatch.context() as m:
+        m.setattr(ingest_mod, "_CONVERTED", OrderedDict())  # a new process: nothing converted yet
+        m.setattr(formats, "convert", refuse)
+        assert read_original(s, doc_id, entry) == want
+    path.write_bytes(b'{"version": 1, "sha256": "')  # damaged (a disk that filled up, an editor)
+    monkeypatch.setattr(ingest_mod, "_CONVERTED", OrderedDict())
+    assert read_original(s, doc_id, entry) == want
+    assert json.loads(path.read_bytes())["sha256"] == entry["sha256"]  # made again, stored again
+
+    page = _web_page(_paras("003")[12:18])
+    r = client.post("/documents", files={"file": ("临时网页.html", page)}, headers=KEY)
+    assert r.status_code == 200, r.text
+    added = r.json()["documents"][0]["doc_id"]
+    new_entry = read_mirror(s).uploads[added]
+    original, conversion = kb["data"] / "documents" / new_entry["file"], conversion_path(s, new_entry)
+    assert original.is_file() and conversion.is_file()
+    assert client.delete(f"/documents/{added}", headers=KEY).status_code == 200
+    assert not original.exists() and not conversion.exists()
