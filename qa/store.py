@@ -345,6 +345,14 @@ class Store:
             texts[k] = seeds[k].text
         if self.verify(lib, texts):
             return texts, False
+        import hashlib
+
+        for k in set(lib.uploads) - set(lib.quarantined):
+            # an upload's text as read now is the one its passages were cut from (a converter that reads a PDF
+            # differently since, e.g. after an upgrade, would shift every citation): else indexed again
+            if k in texts and hashlib.sha256(texts[k].encode("utf-8")).hexdigest() != data.docs[k].get("sha256"):
+                _say(f"{k}: its text reads differently than when it was indexed; indexing it again")
+                return texts, False
         return texts, True
 
     def _texts(self, data) -> dict[str, str]:

@@ -313,3 +313,39 @@ def test_a_converted_original_is_read_from_its_stored_conversion_and_leaves_with
     assert original.is_file() and conversion.is_file()
     assert client.delete(f"/documents/{added}", headers=KEY).status_code == 200
     assert not original.exists() and not conversion.exists()
+
+
+def test_an_upload_whose_text_reads_differently_now_is_indexed_again(tmp_path, embedder, files, monkeypatch):
+    """A converter whose output changed (a library upgrade, a better layout reader) would shift every citation
+    of a document indexed from its old output. At the next start the upload's text is compared with the one
+    its passages were cut from (its sha256 in the index) and the document is indexed again from the new text:
+    its citations slice the text that is served. Simulated by editing the stored conversion."""
+    import hashlib
+    import json
+
+    from qa.library import conversion_path, read_mirror
+    from qa.service import Service
+
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "seeds" / "town.txt").write_text(TOWN, encoding="utf-8")
+    s = Settings(data_dir=tmp_path / "data", corpus_dir=tmp_path / "seeds", model_cache=MODELS)
+    svc, _ = Service.load(s, embedder=embedder).add([(TEXT_PDF, files[TEXT_PDF])])
+    doc_id, entry = next((k, e) for k, e in read_mirror(s).uploads.items() if e["name"] == TEXT_PDF)
+    path = conversion_path(s, entry)
+    stored = json.loads(path.read_bytes())
+    shift = "说明：本文件由扫描件重新识别。\n"  # the new reading: a line more at the top, every offset moves
+    stored["text"] = shift + stored["text"]
+    stored["removed"] = [[a + len(shift), b + len(shift), w] for a, b, w in stored["removed"]]
+    stored["pages"] = [[0 if i == 0 else a + len(shift), b + len(shift)] for i, (a, b) in enumerate(stored["pages"])]
+    path.write_bytes(json.dumps(stored, ensure_ascii=False).encode("utf-8"))
+    monkeypatch.setattr(ingest_mod, "_CONVERTED", OrderedDict())  # a new process
+
+    again = Service.load(s, embedder=embedder)
+    text = again.sources[doc_id]
+    assert text.startswith(shift)
+    assert again.index.docs[doc_id]["sha256"] == hashlib.sha256(text.encode("utf-8")).hexdigest()
+    chunks = [c for c in again.index.chunks if c.doc_id == doc_id]
+    assert chunks and all(text[c.start] == c.text.lstrip()[0] and text[c.end - 1] == c.text.rstrip()[-1] for c in chunks)
+    body = again.ask("海门区2024年对清华北大录取人数的目标是多少？", top_k=5)
+    p = next(p for p in body["passages"] if p["citation"]["doc_id"] == doc_id)
+    assert squash(p["text"])[:20] in squash(text[p["citation"]["start"]:p["citation"]["end"]])

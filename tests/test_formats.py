@@ -402,3 +402,53 @@ def test_importing_the_converters_loads_no_heavy_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ------------------------------------------------------------------ a paragraph a page break cuts
+def test_a_paragraph_cut_by_a_page_break_is_one_paragraph_and_furniture_stays_out_of_it():
+    """Paragraphs flowed as a word processor flows them: the page breaks where the page is full, in the middle
+    of a paragraph, whose next line starts the next page at the left margin. The converted text holds that
+    paragraph on one line (the chunker's paragraph), the next page's range starts inside it, and the page
+    number and the running header of the break are still removed spans, written after it, never cited."""
+    fpdf = pytest.importorskip("fpdf", reason="fpdf2 (a dev dependency) writes the test PDFs")
+    font = _cjk_font()
+    if font is None:
+        pytest.skip("no CJK font on this machine (install fonts-noto-cjk) to typeset the test PDF")
+
+    class Doc(fpdf.FPDF):
+        def header(self):
+            self.set_font("cjk", size=9)
+            self.cell(0, 5, HEADER, align="C")
+            self.set_font("cjk", size=11)
+            self.set_y(28)
+
+        def footer(self):
+            self.set_y(-15)
+            self.set_font("cjk", size=9)
+            self.cell(0, 5, f"- {self.page_no()} -", align="C")
+
+    paras = [l.strip() for l in SEED.read_text(encoding="utf-8").splitlines() if len(l.strip()) > 60]
+    pdf = Doc(format="A4")
+    pdf.add_font("cjk", fname=str(font), **({"collection_font_number": 2} if font.suffix.lower() == ".ttc" else {}))
+    pdf.set_auto_page_break(True, margin=22)
+    pdf.add_page()
+    written = []
+    for para in paras:  # until the third page has begun: two page breaks, wherever they fall
+        pdf.multi_cell(0, 7, "\u3000\u3000" + para, new_x="LMARGIN", new_y="NEXT")
+        written.append(para)
+        if pdf.page_no() >= 3:
+            break
+    c = convert("flowed.pdf", bytes(pdf.output()))
+    assert len(c.pages) >= 2
+    lines = c.text.split("\n")
+    # every paragraph written is one line of the text, the ones the page breaks cut too
+    for para in written[:-1]:
+        assert any(squash(para) == squash(line) for line in lines), para[:30]
+    cut = [(a, b) for a, b in c.pages[1:] if a > 0 and c.text[a - 1] != "\n"]
+    assert cut, "no page break fell inside a paragraph: the test lays out nothing to join"
+    for a, _ in cut:
+        line_start, line_end = c.text.rfind("\n", 0, a) + 1, c.text.find("\n", a)
+        assert not any(s < line_end and line_start < e for s, e, _ in c.removed)  # no furniture inside it
+    reasons = Counter(r for _, _, r in c.removed)
+    assert reasons["page_number"] == len(c.pages) and reasons["header"] == len(c.pages)
+    assert all(HEADER not in kept(c, a, b) and not re.search(r"- \d -", kept(c, a, b)) for a, b in c.pages)

@@ -10,9 +10,11 @@ least half of the pages (two at least) are headers/footers; bare page numbers
 ("3", "- 3 -", "第3页", "3/12") there are page numbers even on a single page.
 Wrapped lines are joined back into paragraphs: a row that reaches the right margin
 continues into the next row when that one starts at the left margin, is not a
-heading (一、 （一） 1. (1) ①) and sits at normal line spacing. Each paragraph and
-each furniture row is one line of the text, so offsets stay exact and the chunker
-reads the text as it reads a .txt file.
+heading (一、 （一） 1. (1) ①) and sits at normal line spacing; across a page break
+too, when the page's last row also ends mid-sentence (the break's footer and header
+are then written after the paragraph). Each paragraph and each furniture row is one
+line of the text, so offsets stay exact and the chunker reads the text as it reads
+a .txt file.
 """
 from __future__ import annotations
 
@@ -121,13 +123,16 @@ def _joiner(a: str, b: str) -> str:
     return ""
 
 
+def _geometry(body: list[Line]) -> tuple[float, float, float]:
+    """(left margin, right margin, median row height) of a page's body rows."""
+    return min(l.x0 for l in body), max(l.x1 for l in body), statistics.median(l.height for l in body)
+
+
 def paragraphs(body: list[Line]) -> list[str]:
     """Rows of one page's body → paragraphs (wrapped rows joined)."""
     if not body:
         return []
-    left = min(l.x0 for l in body)
-    right = max(l.x1 for l in body)
-    size = statistics.median(l.height for l in body)
+    left, right, size = _geometry(body)
     out: list[str] = [body[0].text.strip()]
     for prev, cur in zip(body, body[1:]):
         text = cur.text.strip()
@@ -145,44 +150,91 @@ def paragraphs(body: list[Line]) -> list[str]:
     return out
 
 
+SENTENCE_END = "。！？!?；;：:…”’」』）)"  # a row ending so ends its paragraph, however far it runs
+
+
+def continues(last: Line, last_body: list[Line], first: Line, first_body: list[Line]) -> bool:
+    """Whether the last body row of a page runs on into the first body row of the next: it reaches the
+    right margin and ends mid-sentence, and the next page's row starts at the left margin (no first-line
+    indent), in the same type size, not as a heading. A paragraph cut by a page break is one paragraph."""
+    _, right, size = _geometry(last_body)
+    left_next, _, size_next = _geometry(first_body)
+    text = first.text.strip()
+    return (
+        last.x1 >= right - 1.5 * size
+        and not last.text.rstrip().endswith(tuple(SENTENCE_END))
+        and first.x0 <= left_next + 0.8 * size_next
+        and abs(first.height - last.height) <= 0.25 * max(size, size_next)
+        and not HEADING_START.match(text)
+    )
+
+
 def assemble(pages: list[Page]) -> Assembled:
-    """The text of all pages: one paragraph or furniture row per line, pages separated by a newline."""
+    """The text of all pages: one paragraph or furniture row per line, pages separated by a newline.
+    A paragraph a page break cuts (`continues`) is written as one line: the page's footer and the next
+    page's header follow it, and the next page's range starts where the paragraph goes on."""
     page_rows = [rows(p.lines) for p in pages]
     furn = furniture(page_rows, [p.height for p in pages])
-    parts: list[str] = []
-    removed: list[tuple[int, int, str]] = []
-    ranges: list[tuple[int, int]] = []
-    pos = 0
-
-    def emit(s: str) -> tuple[int, int]:
-        nonlocal pos
-        if parts:
-            parts.append("\n")
-            pos += 1
-        parts.append(s)
-        start = pos
-        pos += len(s)
-        return start, pos
-
+    # each page as items: ("para", text) or (reason, text) for furniture, in reading order
+    items: list[list[tuple[str, str]]] = []
+    bodies: list[list[Line]] = []
     for p, rs in enumerate(page_rows):
-        page_start = pos + (1 if parts else 0)
+        out: list[tuple[str, str]] = []
         body: list[Line] = []
-
-        def flush() -> None:
-            for para in paragraphs(body):
-                emit(para)
-            body.clear()
-
+        run: list[Line] = []
         for i, r in enumerate(rs):
             reason = furn.get((p, i))
             if reason:
-                flush()
-                a, b = emit(r.text.strip())
-                removed.append((a, b, reason))
+                out += [("para", t) for t in paragraphs(run)]
+                run = []
+                out.append((reason, r.text.strip()))
             else:
+                run.append(r)
                 body.append(r)
-        flush()
-        if pos < page_start:  # an empty page: its range is empty, its separator still written
-            emit("")
-        ranges.append((page_start, pos))
-    return Assembled("".join(parts), removed, ranges)
+        out += [("para", t) for t in paragraphs(run)]
+        items.append(out)
+        bodies.append(body)
+
+    lines: list[str] = []
+    kinds: list[str] = []  # per line: "para", or the furniture's reason (header, footer, page_number)
+    starts: list[tuple[int, int]] = []  # per page: (line, offset in it) where the page's text starts
+    ends: list[tuple[int, int] | None] = []  # per page: where it ends; None: where the next page starts
+    carried: list[tuple[str, str]] = []  # the furniture after a cut paragraph: written after the paragraph ends
+
+    def put(kind: str, text: str) -> None:
+        lines.append(text)
+        kinds.append(kind)
+
+    for p, its in enumerate(items):
+        if carried:  # this page's first paragraph goes on where the last line stopped
+            k = next(k for k, x in enumerate(its) if x[0] == "para")
+            head, para, its = its[:k], its[k][1], its[k + 1:]
+            lines[-1] += _joiner(lines[-1], para)
+            starts.append((len(lines) - 1, len(lines[-1])))
+            lines[-1] += para
+            for reason, text in carried + head:
+                put(reason, text)
+            carried = []
+        else:
+            starts.append((len(lines), 0))
+        last = max((k for k, x in enumerate(its) if x[0] == "para"), default=None)
+        runs_on = (last is not None and p + 1 < len(items) and any(x[0] == "para" for x in items[p + 1])
+                   and bool(bodies[p]) and bool(bodies[p + 1])
+                   and continues(bodies[p][-1], bodies[p], bodies[p + 1][0], bodies[p + 1]))
+        for kind, text in its[: last + 1] if runs_on else its:
+            put(kind, text)
+        if runs_on:
+            carried = list(its[last + 1:])
+            ends.append(None)
+        else:
+            if len(lines) == starts[-1][0] and starts[-1][1] == 0:  # an empty page: an empty line, an empty range
+                put("para", "")
+            ends.append((len(lines) - 1, len(lines[-1])))
+    offset, at = 0, []
+    for line in lines:
+        at.append(offset)
+        offset += len(line) + 1
+    removed = [(at[i], at[i] + len(t), k) for i, (t, k) in enumerate(zip(lines, kinds)) if k != "para"]
+    page_starts = [at[li] + off for li, off in starts]
+    page_ends = [at[e[0]] + e[1] if e is not None else page_starts[n + 1] for n, e in enumerate(ends)]
+    return Assembled("\n".join(lines), removed, list(zip(page_starts, page_ends)))
