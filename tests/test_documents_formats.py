@@ -349,3 +349,24 @@ def test_an_upload_whose_text_reads_differently_now_is_indexed_again(tmp_path, e
     body = again.ask("海门区2024年对清华北大录取人数的目标是多少？", top_k=5)
     p = next(p for p in body["passages"] if p["citation"]["doc_id"] == doc_id)
     assert squash(p["text"])[:20] in squash(text[p["citation"]["start"]:p["citation"]["end"]])
+
+
+def test_uploads_of_every_encoding_stay_current_at_the_next_start(tmp_path, embedder, files):
+    """The start-up check above re-indexes an upload only when its text changed: a UTF-8 file with a BOM and
+    CRLF line ends, a GB18030 one, Markdown and a converted web page all read as they were indexed."""
+    from qa import index as index_mod
+    from qa.service import Service
+    from qa.store import Store
+
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "seeds" / "town.txt").write_text(TOWN, encoding="utf-8")
+    s = Settings(data_dir=tmp_path / "data", corpus_dir=tmp_path / "seeds", model_cache=MODELS)
+    uploads = [("甲县.txt", "\ufeff2025年甲县教育工作要点\r\n一、学前教育\r\n1.新建公办幼儿园3所。\r\n".encode("utf-8")),
+               ("乙县.txt", "2025年乙县教育工作要点\n一、义务教育\n1.新组建教育集团2个。\n".encode("gb18030")),
+               ("丙县.md", "# 丙县要点\n\n一、**学前**教育\n\n1. 新建幼儿园[两所](http://x)。\n".encode("utf-8")),
+               (WEB, files[WEB])]
+    Service.load(s, embedder=embedder).add(uploads)
+    store = Store(s)
+    data = index_mod.load(store.live_path())
+    texts, current = store._current(data, embedder)
+    assert current and len(texts) == 1 + len(uploads)
