@@ -77,9 +77,9 @@ def source_pages() -> list[list[str]]:
     return pages
 
 
-def typeset(pages: list[list[str]], header: str, title: str, author: str, footer: str = "— {n} —") -> bytes:
-    """A PDF as bureaus print them, one list of paragraphs per page: a running header, page numbers
-    in the footer, first-line indents, a CJK font (skips the test when the machine has none)."""
+def _bureau_pdf(header: str, title: str, author: str, footer: str):
+    """An A4 FPDF as bureaus print: a running header, page numbers in the footer (`footer` with {n}), a CJK
+    font, automatic page breaks (skips the test when the machine has no CJK font)."""
     fpdf = pytest.importorskip("fpdf", reason="fpdf2 (a dev dependency) writes the test PDFs")
     font = _cjk_font()
     if font is None:
@@ -103,6 +103,13 @@ def typeset(pages: list[list[str]], header: str, title: str, author: str, footer
     pdf.set_auto_page_break(True, margin=22)
     pdf.set_title(title)
     pdf.set_author(author)
+    return pdf
+
+
+def typeset(pages: list[list[str]], header: str, title: str, author: str, footer: str = "— {n} —") -> bytes:
+    """A PDF as bureaus print them, one list of paragraphs per page: a running header, page numbers
+    in the footer, first-line indents, a CJK font (skips the test when the machine has none)."""
+    pdf = _bureau_pdf(header, title, author, footer)
     for page in pages:
         pdf.add_page()
         for para in page:
@@ -410,27 +417,8 @@ def test_a_paragraph_cut_by_a_page_break_is_one_paragraph_and_furniture_stays_ou
     of a paragraph, whose next line starts the next page at the left margin. The converted text holds that
     paragraph on one line (the chunker's paragraph), the next page's range starts inside it, and the page
     number and the running header of the break are still removed spans, written after it, never cited."""
-    fpdf = pytest.importorskip("fpdf", reason="fpdf2 (a dev dependency) writes the test PDFs")
-    font = _cjk_font()
-    if font is None:
-        pytest.skip("no CJK font on this machine (install fonts-noto-cjk) to typeset the test PDF")
-
-    class Doc(fpdf.FPDF):
-        def header(self):
-            self.set_font("cjk", size=9)
-            self.cell(0, 5, HEADER, align="C")
-            self.set_font("cjk", size=11)
-            self.set_y(28)
-
-        def footer(self):
-            self.set_y(-15)
-            self.set_font("cjk", size=9)
-            self.cell(0, 5, f"- {self.page_no()} -", align="C")
-
     paras = [l.strip() for l in SEED.read_text(encoding="utf-8").splitlines() if len(l.strip()) > 60]
-    pdf = Doc(format="A4")
-    pdf.add_font("cjk", fname=str(font), **({"collection_font_number": 2} if font.suffix.lower() == ".ttc" else {}))
-    pdf.set_auto_page_break(True, margin=22)
+    pdf = _bureau_pdf(HEADER, "海门区教育体育局2024年工作计划", "南通市海门区教育体育局", "- {n} -")
     pdf.add_page()
     written = []
     for para in paras:  # until the third page has begun: two page breaks, wherever they fall
