@@ -561,7 +561,8 @@ class Transaction:
             live = self.live.docs
             skip = (set(self.changed) | self.deleted | set(lib.quarantined)) & live.keys()
             ids = list(live)
-            out = list(map(index_mod.Kept._make, live.items()))  # records made in C: a write costs its documents
+            out = list(self.live.kept) if self.live.kept is not None and len(self.live.kept) == len(ids) else \
+                list(map(index_mod.Kept._make, live.items()))  # the records the write that staged it made, else made here
             if ids != sorted(ids):  # a generation laid out otherwise: sort it all
                 kept = [d for d in out if d.doc_id not in skip]
                 return sorted(kept + [i.document for i in self.changed.values()], key=lambda d: d.doc_id)

@@ -241,6 +241,30 @@ def test_cli_eval_json(settings, service, tmp_path):
     assert report["overall"]["R@1"] == 1.0 and report["overall"]["MRR@10"] == 1.0
 
 
+def test_exact_dense_search_answers_as_faiss_flat_index_does(service):
+    """Up to EXACT_UP_TO vectors the dense search is `Flat` (a product over the generation's own
+    vectors, no copy): the same rows in the same order as faiss' IndexFlatIP, the same scores
+    within float rounding, faiss' padding where fewer than k vectors exist."""
+    import faiss
+
+    data = service.index
+    for vectors in (data.vectors, data.window_vectors):
+        ours = index_mod.dense_index(vectors)
+        assert type(ours) is index_mod.Flat and ours.ntotal == len(vectors)
+        ref = faiss.IndexFlatIP(vectors.shape[1])
+        ref.add(vectors)
+        rng = np.random.default_rng(7)
+        q = vectors[rng.choice(len(vectors), 20, replace=False)] + rng.normal(0, 0.05, (20, vectors.shape[1]))
+        q = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+        for k in (1, 10, len(vectors), len(vectors) + 5):
+            d1, i1 = ours.search(q, k)
+            d2, i2 = ref.search(q, k)
+            assert i1.shape == i2.shape == (20, k)
+            assert (i1 == i2).mean() > 0.99  # a near tie may come out the other way round
+            assert np.allclose(d1[i1 >= 0], d2[i2 >= 0], atol=1e-5)
+            assert ((i1 < 0) == (i2 < 0)).all() and (i1 < 0).sum() == 20 * max(0, k - len(vectors))
+
+
 def test_large_indexes_switch_to_ivf_and_keep_finding_the_passage(service, monkeypatch, tmp_path):
     """Above EXACT_UP_TO vectors the dense index is IVF (bench/scale.py has the figures);
     lowered here so that the seeds themselves cross it."""
