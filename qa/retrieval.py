@@ -51,7 +51,7 @@ NOUN_TAGS = ("n", "vn", "j", "eng")  # jieba POS prefixes of names of things (n,
 TOPIC_TAGS = ("n", "v", "m", "t", "j", "eng")
 FEATURES = ("top_cosine", "cosine_margin", "top_z", "coverage", "unknown", "unknown_noun", "domain", "english",
             "dense_gap", "answer_type_missing", "absent", "absent_any", "absent_length", "focus_missing",
-            "sentence_type_missing", "neighbours")
+            "sentence_type_missing", "neighbours", "question_form")
 SAID_SENTENCES = 2  # the sentences of the best passage looked at for the kind of answer a question asks for
 TYPED_PASSAGES = 3  # the best passages looked at for the kind of answer a question asks for (qa.query.ANSWER_TYPES)
 # the second stage: the best RERANK_CANDIDATES passages of the fused score are put in order again by a
@@ -727,6 +727,8 @@ class Retriever:
         # how answerable the project's own questions most like this one were (qa.neighbours): 局长是谁 and
         # 怎么报名 are asked of policy documents and seldom answered by them. None without a bank
         nb = self.bank.answered(sig.vector) if self.bank is not None and self.options.neighbours else None
+        # the same questions' linear model over the embedding (qa.neighbours, Bank.form): the forms answered
+        form = self.bank.form(sig.vector) if self.bank is not None and self.options.neighbours else None
         return {
             "top_cosine": float(dense[0]),
             "cosine_margin": float(dense[0] - dense[min(9, len(dense) - 1)]),
@@ -759,6 +761,7 @@ class Retriever:
             # saying the question's words do not give
             "sentence_type_missing": self.sentence_type_missing(sig.query, sig.lex_tokens, best),
             "neighbours": nb,
+            "question_form": form,
             "words_not_in_corpus": words,
         }
 
