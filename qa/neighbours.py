@@ -142,8 +142,8 @@ def _read(model_id: str, path: Path) -> Bank | None:
             if str(z["model_id"]) != model_id:
                 return None
             probe = z["probe"].astype(np.float64) if "probe" in z.files else None
-            if probe is not None and probe.shape != (z["vectors"].shape[1] + 1,):
-                probe = None
+            if probe is not None and (probe.shape != (z["vectors"].shape[1] + 1,) or not np.isfinite(probe).all()):
+                probe = None  # a model of another shape, or not numbers: the input is left out
             return Bank(_unit(z["vectors"].astype(np.float32)), z["labels"].astype(np.float32), z["groups"].astype(str),
                         model_id, probe)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # missing, truncated, damaged

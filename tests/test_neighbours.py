@@ -48,6 +48,10 @@ def test_the_linear_model_reads_the_direction_that_separates_the_forms(tmp_path)
     bank.save(path)
     back = Bank.load("m", path)
     assert back is not None and np.allclose(back.probe, bank.probe)
+    bad = tmp_path / "bad.npz"
+    Bank(bank.vectors, bank.labels, bank.groups, "m", np.full_like(bank.probe, np.nan)).save(bad)
+    broken = Bank.load("m", bad)
+    assert broken is not None and broken.probe is None and broken.form(pos / np.linalg.norm(pos)) is None
     assert Bank.of(list(x[:20]), [1.0] * 20, ["a"] * 20).form(x[0] / np.linalg.norm(x[0])) is None
 
 
