@@ -407,9 +407,12 @@ _NUMERAL = r"(?:\d[\d.,]*|[一二两三四五六七八九十百千万]+)"
 _SHARE = rf"{_NUMERAL}\s*(?:%|％)|百分之|[一二三四五六七八九]成|\d+(?:\.\d+)?\s*个百分点"  # 85%, 百分之九十, 三成
 COUNT: tuple[re.Pattern, re.Pattern] = (
     # what asks: the measure word asked for and the share are named (counts_asked)
-    re.compile(rf"(?:多少|几)\s*(?P<mw>{_MEASURES})|(?P<share>百分之(?:多少|几)|(?:比例|比率|占比|率)\s*"
-               rf"(?:是|为|要|将|能|可以)?\s*(?:达到|提高到|提升到|控制在)?\s*(?:多少|几成)"
-               rf"|\bwhat (?:share|percentage|proportion|rate)\b)|\bhow many\b", re.I),
+    # a 多少 that ends its clause asks for a number of whatever the clause names (人数是多少, 一共有多少？):
+    # any count; a rate or a share asked with a few words between (上线率达到了多少, 比例的目标定在多少) a share
+    re.compile(rf"(?:多少|几)\s*(?P<mw>{_MEASURES})|(?P<share>百分之(?:多少|几)|(?:比例|比率|占比|率)"
+               rf"[^，。？?!！；;、]{{0,8}}?(?:多少|几成)"
+               rf"|\bwhat (?:share|percentage|proportion|rate)\b)|\bhow many\b"
+               rf"|(?P<open>多少(?=\s*(?:[，。？?!！；;,]|$|呢|啊|呀|吗)))", re.I),
     # what holds any of them: 40多个, 2000余人, 1.5万名, and a share
     re.compile(rf"{_NUMERAL}\s*(?:多|余|来)?\s*(?:万|亿)?\s*(?:{_MEASURES})|{_SHARE}"),
 )
@@ -418,7 +421,7 @@ _SHARE_PATTERN = re.compile(_SHARE)
 
 def asks_count(text: str) -> bool:
     """Whether a (normalised) question asks for a count, a share or a rate (COUNT)."""
-    return bool(COUNT[0].search(text))
+    return bool(counts_asked(text))
 
 
 # measure words that count the same things (a question's 多少人 is answered by 30名, its 几所 by 3个): a
@@ -446,7 +449,12 @@ def counts_asked(text: str) -> list[re.Pattern]:
     pattern per thing asked: 招聘多少名教师 -> a number of people (30名, 2000余人, not 3所), 覆盖率是多少 ->
     a share (85%, 百分之九十, 三成), how many -> any count (COUNT)."""
     out: list[re.Pattern] = []
+    money = None
     for m in COUNT[0].finditer(text):
+        if m.group("open"):
+            money = bool(ANSWER_TYPES["money"][0].search(text)) if money is None else money
+            if money:  # 费用是多少 asks for an amount (ANSWER_TYPES money), which 免费 answers too
+                continue
         if m.group("share"):
             pattern = _SHARE_PATTERN
         else:

@@ -89,6 +89,9 @@ def test_the_kind_of_answer_a_question_asks_for(question, want):
     ("海门区2024年计划公开招聘多少名新教师？", True), ("滨湖区新建了几所学校", True), ("覆盖率要达到多少", True),
     ("普惠性幼儿园的比例是多少", True), ("本科上线率是百分之多少", True), ("How many kindergartens will be built?", True),
     ("What share of teachers hold a master's degree?", True),
+    # a 多少 that ends its clause asks for a number of what the clause names; a rate with words between
+    ("全区在校学生的总人数是多少？", True), ("优良率达到了多少", True), ("这项指标的目标定在多少呢", True),
+    ("研学旅行的费用是多少", False), ("多少学校参与了", False),
     ("校服多少钱一套", False), ("普惠性幼儿园覆盖率", False), ("集团化办学有哪些做法", False), ("What is the plan for 2020?", False)])
 def test_a_question_that_asks_for_a_count_a_share_or_a_rate(question, asks):
     from qa.query import asks_count
@@ -112,6 +115,8 @@ def test_what_holds_a_count_a_share_or_a_rate(text, holds):
     ("课后服务每天多少小时", "每天2个小时", True), ("课后服务每天多少小时", "覆盖3所学校", False),
     ("普惠性幼儿园覆盖率是多少", "覆盖率达到85%", True), ("普惠性幼儿园覆盖率是多少", "新建幼儿园5所", False),
     ("本科上线率是百分之多少", "本科上线率百分之九十", True), ("一年级招收多少个班", "招收12个班", True),
+    ("全区教师的人数是多少？", "全区有专任教师3200名", True), ("全区教师的人数是多少？", "加强教师队伍建设", False),
+    ("体质健康优良率达到了多少", "优良率达到55%", True), ("体质健康优良率达到了多少", "新建学校3所", False),
     ("How many schools will be built?", "新建学校3所", True), ("What share of teachers hold a master's degree?", "研究生学历教师120名", False)])
 def test_a_count_is_held_by_a_number_that_counts_the_same_things(question, sentence, holds):
     """多少名 asks for people: 30人 answers it, 3所 does not; a rate asks for a share; 个 counts anything."""
