@@ -71,7 +71,10 @@ def _readme_quality_rows():
 
 def test_readme_quality_figures_are_what_qa_eval_prints(service):
     """Every figure of the README's quality table comes out of `qa eval` with the arguments
-    in its first column (within 0.015: int8 kernels differ slightly between CPUs)."""
+    in its first column, within one question: int8 kernels differ slightly between CPUs, and on
+    a row of 22 answerable questions one question moved by them is 0.045 (measured: the same code
+    on two EPYC generations). A share is allowed 0.015 or one question of its denominator,
+    whichever is more; a count of false no-answers, one."""
     import shlex
 
     from qa.cli import build_parser
@@ -87,13 +90,15 @@ def test_readme_quality_figures_are_what_qa_eval_prints(service):
         got = [m["questions"], m.get("R@1"), m.get("R@3"), m.get("R@5"), m.get("R@10"), m.get("MRR@10"),
                m.get("no_answer_recall"), m.get("false_no_answers")]
         assert int(want[0]) == got[0], command
-        for w, g in zip(want[1:], got[1:]):
+        # the denominator of each share: answerable questions (R@k, MRR@10), unanswerable ones (no-answer recall)
+        per = [m["answerable"]] * 5 + [m["unanswerable"]]
+        for w, g, n in zip(want[1:], got[1:], per + [None]):
             if w in ("-", "–"):
                 assert g is None, command
             elif isinstance(g, int):
                 assert abs(int(w) - g) <= 1, (command, want, got)
             else:
-                assert abs(float(w) - g) <= 0.015, (command, want, got)
+                assert abs(float(w) - g) <= max(0.015, 1.0 / n + 1e-9), (command, want, got)
 
 
 def test_every_passage_cites_its_source_exactly(service):
