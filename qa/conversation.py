@@ -9,8 +9,10 @@ Deterministic and fast (a parse of each turn): a question is a follow-up when it
 leans on the one before — it begins with 那/那么/还有/另外, ends with 呢, points back
 (它, 这个, 该, 其, 上述 …; it, this, that, they), or says almost nothing of its own
 once places, years and question words are taken away. A follow-up that names a new
-place or year takes the earlier question's topic with the new place or year; any
-other follow-up takes the earlier question's place, year and topic words. A question
+place or period takes the earlier question's topic with the new place or period; a bare
+year (那2021年呢？) keeps the earlier place too, while a period that names a document
+(2018—2019学年度, 十四五, 2024年的计划) may point at another place's; any other follow-up
+takes the earlier question's place, year and topic words. A question
 with a topic of its own is left alone. Greetings and thanks are left alone too.
 
 The earlier turns are resolved first, so a chain of follow-ups keeps its topic.
@@ -186,8 +188,11 @@ def resolve(question: str, history: list[str], scope=None) -> str:
     if q.language == "en" or p.language == "en":
         return f"{prev} {question}".strip()
     if q.places or q.years or q.periods:
-        # a new place or period: the earlier topic, asked of it (a new place drops the old year too)
-        topic = strip_scope(p.text, p, places=bool(q.places) or bool(q.years), years=True)
+        # a new place or period: the earlier topic, asked of it (a new place drops the old year too). A bare
+        # year (那2021年呢？) moves the earlier place's question in time; a period that names a document
+        # (2018—2019学年度, 十四五, 2024年的计划) may switch to another place's document
+        moves_in_time = not q.places and not q.periods and not q.kinds
+        topic = strip_scope(p.text, p, places=bool(q.places) or (bool(q.years) and not moves_in_time), years=True)
         scope_words = "".join(dict.fromkeys([x.said for x in q.places]))
         when = "".join(dict.fromkeys(list(q.periods) or [f"{y}年" for y in q.years]))
         rest = strip_scope(own, q, places=True, years=True)

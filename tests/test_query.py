@@ -230,6 +230,22 @@ def test_a_region_switch_drops_the_old_year_and_document(scope):
     assert scope.check(parse(out)).reason is None
 
 
+def test_a_bare_year_keeps_the_place_and_a_document_period_switches(settings, scope):
+    # "那2021年呢？" after a question on 武进区 2020 asks about 武进区 in 2021, which no document covers; a period
+    # that names a document (2018—2019学年度, 2024年的计划) may be another place's document
+    from qa.service import Service
+
+    out = resolve("那2021年呢？", ["武进区2020年要招聘多少名中小学编制教师？"], scope)
+    assert "武进区" in out and "2021年" in out and "2020" not in out and "招聘" in out
+    assert scope.check(parse(out)).reason == "out_of_scope_period"
+    out = resolve("那2018—2019学年度呢？", ["滨湖区“十四五”规划对校长培养有什么目标？"], scope)
+    assert "滨湖" not in out and "2018—2019学年度" in out and "校长培养" in out
+    out = resolve("那2024年的计划里呢？", ["惠山区2018—2019学年度在作业管理上有什么要求？"], scope)
+    assert "惠山" not in out and "2024年" in out and "作业管理" in out
+    body = Service.load(settings, progress=False).ask("2025年的目标定了吗？", history=["海门区2024年要新增多少卓越教师？"])
+    assert body["no_answer"] and body["no_answer_reason"] == "out_of_scope_period" and "海门区2025年" in body["answer"]
+
+
 def test_a_chain_of_follow_ups_keeps_its_topic(scope):
     out = resolve("那滨湖区呢？", ["武进区对校园足球有什么安排？", "那海门区呢？"], scope)
     assert out.startswith("滨湖区") and "校园足球" in out
