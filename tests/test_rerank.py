@@ -90,3 +90,17 @@ def test_the_listwise_fit_learns_which_feature_marks_the_answer(bench_script):
                   for k in ("weights", "mean", "scale")}
     assert fit.listwise_mrr(model, held) > 0.95
     assert fit.listwise_mrr(fused_only, held) < 0.5
+
+
+def test_english_questions_keep_the_fused_order(seeds_service):
+    """The second stage's inputs are mostly lexical, which for an English question measure the dictionary's
+    translations: it orders Chinese and Traditional questions only (Options.rerank_english)."""
+    r = seeds_service.retriever
+    sig = r.signals("Which university does the district work with on commissioned training of directed normal-school students?")
+    assert sig.query.language == "en"
+    fused = np.asarray(r.fuse(sig))
+    assert r.reranked(sig, fused) is fused
+    assert r.reranked(sig, fused, replace(r.options, rerank_english=True)) is not fused
+    zh = r.signals("和上师大定向培养师范生的合作是怎么安排的？")
+    fz = np.asarray(r.fuse(zh))
+    assert r.reranked(zh, fz) is not fz
