@@ -357,13 +357,13 @@ def _negated(text: str, said: str) -> bool:
 
 
 # ----------------------------------------------------------- answer types
-_MONEY_WORDS = "钱|费|价|补贴|补助|工资|薪|奖金|奖励|津贴|资金|经费|投入|慰问金|罚款"
+_MONEY_WORDS = "钱|费|价|补贴|补助|工资|薪|奖金|奖励|津贴|资金|经费|投入|投资|预算|拨款|开支|支出|成本|慰问金|罚款"
 # what a question asks for -> (how the question asks it, how a passage would hold it). A passage that
 # says the thing is free (免费, 不收费) answers a question about its price.
 ANSWER_TYPES: dict[str, tuple[re.Pattern, re.Pattern]] = {
     # an amount is a number with its currency (收费标准, 补助标准 name a rule, not an amount); free is an amount
     # (几块 alone is pieces, 分成哪几块; 几块钱 and 多少块 are money)
-    "money": (re.compile(rf"(?:多少|几)[^，。？?!！]{{0,4}}(?:钱|元)|多少块|(?:{_MONEY_WORDS})[^，。？?!！]{{0,8}}(?:多少|几|标准)"
+    "money": (re.compile(rf"(?:多少|几)[^，。？?!！]{{0,4}}(?:钱|元)|多少块|(?:{_MONEY_WORDS})[^，。？?!！]{{0,8}}(?:多少|(?<!哪)几|标准)"
                          rf"|多少(?:{_MONEY_WORDS})"
                          r"|价格|价钱|收费标准|\b(?:fees?|price|cost|tuition|salary|subsid(?:y|ies))\b", re.I),
               re.compile(r"\d[\d.,]*\s*(?:万|亿)?元|免费(?!公益)|不收费|免收|免除[^，。；]{0,6}费")),

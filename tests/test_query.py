@@ -80,7 +80,9 @@ def test_school_years_and_plans():
     ("中考体育满分多少分", ("score",)), ("小班要满几周岁", ("age",)), ("图书馆几点开门", ("clock",)), ("校长有固定的接待时间吗", ()),
     ("家长学校的地址在哪", ("address",)), ("转学要带哪些证件", ("papers",)), ("What documents are required?", ("papers",)),
     ("三分之一的学校", ()), ("课间十分钟", ()), ("重点工作有哪些", ()),
-    ("研学旅行每人要交多少费用", ("money",)), ("每人能拿到多少奖金", ("money",))])
+    ("研学旅行每人要交多少费用", ("money",)), ("每人能拿到多少奖金", ("money",)),
+    ("全区教育经费预算总额是多少", ("money",)), ("新建学校的总投资是多少", ("money",)), ("生均财政拨款是多少", ("money",)),
+    ("今年投入使用的是哪几所学校", ())])  # 哪几 asks which ones, not an amount
 def test_the_kind_of_answer_a_question_asks_for(question, want):
     assert parse(question).answer_types == want
 
