@@ -12,8 +12,11 @@ once places, years and question words are taken away. A follow-up that names a n
 place or period takes the earlier question's topic with the new place or period; a bare
 year (那2021年呢？) keeps the earlier place too, while a period that names a document
 (2018—2019学年度, 十四五, 2024年的计划) may point at another place's; any other follow-up
-takes the earlier question's place, year and topic words. A question
-with a topic of its own is left alone. Greetings and thanks are left alone too.
+takes the earlier question's place, year and topic words. In a conversation, a question
+that names no place, period or document, whose words the library all uses and not only as
+everyday language does (`known`: Retriever.says_all), is asked of what the conversation is
+about too (每所学校要覆盖多大范围？ after a question on 某区's 成人教育). A question with a
+scope of its own is left alone. Greetings and thanks are left alone too.
 
 The earlier turns are resolved first, so a chain of follow-ups keeps its topic.
 `resolve` is the seam where a language model could rewrite questions later.
@@ -166,13 +169,20 @@ def _resolve_english(question: str, prev: str, q, p) -> str:
     return f"{text} {extra}".strip() if extra else text
 
 
-def resolve(question: str, history: list[str], scope=None) -> str:
+def _names_no_scope(question: str) -> bool:
+    """A question that names no place, period or document, and is not a greeting: in a conversation it is
+    asked of what the conversation is about (每个孩子要学会几项？ after 滨湖区's 体育工作)."""
+    q = parse(question)
+    return not (q.places or q.years or q.periods or q.kinds or _UNNAMED.search(q.text)) and not is_greeting(q.text)
+
+
+def resolve(question: str, history: list[str], scope=None, known=None) -> str:
     """The standalone form of `question` given the earlier user questions (oldest first).
     `scope` (a qa.scope.Scope) drops short place names the library uses as plain words."""
     history = [h for h in (history or []) if isinstance(h, str) and h.strip()][-6:]
-    if not history or not is_followup(question):
+    if not history or not (is_followup(question) or (_names_no_scope(question) and known is not None and known(question))):
         return question
-    prev = resolve(history[-1], history[:-1], scope)
+    prev = resolve(history[-1], history[:-1], scope, known)
     if is_greeting(prev):
         return question
     q, p = parse(question), parse(prev)

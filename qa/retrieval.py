@@ -381,6 +381,12 @@ class Retriever:
         """The library's word a question's word is a pinyin-keyboard slip of (优材 -> 优才), if any."""
         return slip_of(word, self.word_df)
 
+    def says_all(self, question: str) -> bool:
+        """Whether the library uses every content word of the question (absent_words finds none) and some
+        word of it more than everyday language does (domain): 今天天气怎么样 is not about the library."""
+        query = parse(question)
+        return self.absent_words(query)[0] == 0 and self.domain(self.lexical_query(query)[0]) > 0
+
     def absent_words(self, query: Query) -> tuple[float, int, list[str]]:
         """(share, number of content words, words) of the question's content words that the library never
         uses: neither its text nor a document's title has them, the synonym lexicon does not map them, and
@@ -521,7 +527,7 @@ class Retriever:
         bigrams, all inside `filters` (a filter that leaves few chunks has all of them scored)."""
         from .conversation import resolve
 
-        resolved = resolve(question, history or [], self.scope) if history else question
+        resolved = resolve(question, history or [], self.scope, self.says_all) if history else question
         verdict = self.scope.check(parse(resolved))
         query = verdict.query
         content = self.content_query(query, verdict)

@@ -248,6 +248,23 @@ def test_a_bare_year_keeps_the_place_and_a_document_period_switches(settings, sc
     assert body["no_answer"] and body["no_answer_reason"] == "out_of_scope_period" and "海门区2025年" in body["answer"]
 
 
+def test_a_question_without_scope_leans_on_the_conversation(settings, scope):
+    # no 那/呢/它 and words of its own, but no place, period or document: in a chat it is asked of the earlier topic,
+    # unless the library does not use its words (天气) or uses none of them more than everyday language does
+    from qa.service import Service
+
+    r = Service.load(settings, progress=False).retriever
+    history = ["那份2020年某区教育工作要点里，成人教育怎么布局？"]
+    out = resolve("每所学校要覆盖多大范围？", history, scope, r.says_all)
+    assert "成人教育" in out and out.endswith("每所学校要覆盖多大范围？")
+    assert resolve("每所学校要覆盖多大范围？", history, scope) == "每所学校要覆盖多大范围？"  # no library: as before
+    for alone in ["今天天气怎么样", "帮我写一首关于春天的诗", "惠山区的课后服务怎么收费？"]:
+        assert resolve(alone, history, scope, r.says_all) == alone
+    sig = r.signals("每所学校要覆盖多大范围？", history)
+    best = r.top(r.reranked(sig, r.fuse(sig)), 1)[0]
+    assert "辐射服务周边" in r.chunks[best if sig.rows is None else int(sig.rows[best])].text
+
+
 def test_a_chain_of_follow_ups_keeps_its_topic(scope):
     out = resolve("那滨湖区呢？", ["武进区对校园足球有什么安排？", "那海门区呢？"], scope)
     assert out.startswith("滨湖区") and "校园足球" in out
