@@ -169,23 +169,26 @@ def _resolve_english(question: str, prev: str, q, p) -> str:
     return f"{text} {extra}".strip() if extra else text
 
 
-def _names_no_scope(question: str) -> bool:
-    """A question that names no place, period or document, and is not a greeting: in a conversation it is
-    asked of what the conversation is about (每个孩子要学会几项？ after 滨湖区's 体育工作)."""
-    q = parse(question)
+def _names_no_scope(q) -> bool:
+    """A parsed question that names no place, period or document, and is not a greeting: in a conversation it
+    is asked of what the conversation is about (每个孩子要学会几项？ after 滨湖区's 体育工作)."""
     return not (q.places or q.years or q.periods or q.kinds or _UNNAMED.search(q.text)) and not is_greeting(q.text)
 
 
 def resolve(question: str, history: list[str], scope=None, known=None) -> str:
     """The standalone form of `question` given the earlier user questions (oldest first).
-    `scope` (a qa.scope.Scope) drops short place names the library uses as plain words."""
+    `scope` (a qa.scope.Scope) drops short place names the library uses as plain words; `known(query)` says
+    whether a parsed question that names no scope is about the library (Retriever.says_all)."""
     history = [h for h in (history or []) if isinstance(h, str) and h.strip()][-6:]
-    if not history or not (is_followup(question) or (_names_no_scope(question) and known is not None and known(question))):
+    if not history:
+        return question
+    q = parse(question)
+    if not (is_followup(question) or (known is not None and _names_no_scope(q) and known(q))):
         return question
     prev = resolve(history[-1], history[:-1], scope, known)
     if is_greeting(prev):
         return question
-    q, p = parse(question), parse(prev)
+    p = parse(prev)
     if scope is not None:
         from dataclasses import replace
 

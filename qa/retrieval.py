@@ -381,10 +381,9 @@ class Retriever:
         """The library's word a question's word is a pinyin-keyboard slip of (优材 -> 优才), if any."""
         return slip_of(word, self.word_df)
 
-    def says_all(self, question: str) -> bool:
-        """Whether the library uses every content word of the question (absent_words finds none) and some
+    def says_all(self, query: Query) -> bool:
+        """Whether the library uses every content word of a parsed question (absent_words finds none) and some
         word of it more than everyday language does (domain): 今天天气怎么样 is not about the library."""
-        query = parse(question)
         return self.absent_words(query)[0] == 0 and self.domain(self.lexical_query(query)[0]) > 0
 
     def absent_words(self, query: Query) -> tuple[float, int, list[str]]:
