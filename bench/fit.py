@@ -47,7 +47,7 @@ GRID = {
 }
 RERANK_L2 = (0.001, 0.01, 0.1)  # L2 strengths the second stage chooses from (inner leave-one-document-out)
 NO_DOC_FOLDS = 5  # folds of the questions of no document (everyday ones), for their out-of-fold values
-MAX_FALSE = 0.04  # false no-answers allowed on the training questions (out of fold; chosen on the read blind sets' test documents: README)
+MAX_FALSE = 0.045  # false no-answers allowed on the training questions (out of fold; chosen on the read blind sets' test documents: README)
 
 
 def prepare(svc, questions):
@@ -206,9 +206,9 @@ def fit(r, rows, sources, fusion_grid: bool = False, extra=(), rerank: bool = Tr
 # blind sets written by helper sessions from the documents alone (tests/eval/blind_*.jsonl), once run and read:
 # from then on they are the project's own questions, and their train documents' questions teach the
 # answerability model kinds the own files have few of (a count a passage does not give). A new set is left
-# out until it has been run once (the held-out figure): blind_25 and blind_26, this round's held-out sets, are
-# not in it, so that their figures in the README describe the model shipped.
-MORE = [ROOT / "tests" / "eval" / f"blind_{n}.jsonl" for n in range(1, 25)]
+# out until it has been run once (the held-out figure), so that its figures in the README describe the model
+# shipped: blind_31 and blind_32 are not in it.
+MORE = [ROOT / "tests" / "eval" / f"blind_{n}.jsonl" for n in range(1, 31)]
 BASE_OPTIONS: dict = {}  # Options the fit starts from (--any-count: the ablation of counts_asked)
 OUT_OF_FOLD = True  # --in-sample-threshold: the threshold from the model's own training probabilities (before)
 
