@@ -80,7 +80,8 @@ def page_of(meta: dict | None, start: int, end: int) -> dict:
 _MISSING = {"money": ("具体金额", "an amount of money"), "day": ("具体日期", "a date"), "date": ("具体时间", "a date"),
             "weekday": ("具体是星期几", "a day of the week"), "phone": ("电话号码", "a telephone number"),
             "score": ("具体分数", "a score"), "age": ("具体年龄", "an age"), "clock": ("具体时刻", "a time of day"),
-            "address": ("具体地址", "an address"), "papers": ("所需的材料或证件", "the papers required")}
+            "address": ("具体地址", "an address"), "papers": ("所需的材料或证件", "the papers required"),
+            "names": ("具体名称或名单", "the names")}
 
 
 def compose(result: SearchResult, highlights: list[str]) -> str:

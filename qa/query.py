@@ -395,6 +395,14 @@ ANSWER_TYPES: dict[str, tuple[re.Pattern, re.Pattern]] = {
                           r"|(?:材料|证件|资料)(?:有哪些|是什么|包括什么)|\b(?:what|which)\s+(?:documents|papers|materials)\b"
                           r"|\brequired documents\b", re.I),
                re.compile(r"身份证|户口(?:簿|本)|户籍证明|出生(?:医学)?证|房产证|居住证|不动产权|证明材料|复印件|照片|申请表")),
+    # which ones by name (具体是哪几所学校, 名单在哪, 局长是谁, 叫什么名字): the passage names them — institutions
+    # in a list (钱桥中心小学改扩建、钱桥中学食堂重建), or a name in quotes (“中日自然学校”). A passage that only
+    # counts them (取缔53家简易托幼机构) or names their kind does not say which
+    "names": (re.compile(r"(?:哪几|哪些|具体是哪)[^，。？?]{0,2}(?:所|家|个|位|名)?[^，。？?]{0,3}"
+                         r"(?:学校|小学|中学|高中|初中|幼儿园|园|机构|单位|企业|公司|专家|人员|校长|书记|基地|场馆)"
+                         r"|(?:分别|具体)是哪(?:几|些)|是哪几(?:所|家|位)|名单(?:在|有|能|是|公布|哪)|是谁|哪位|叫什么名字|姓名|\bwhich (?:schools|kindergartens)\b", re.I),
+              re.compile(r"[\u4e00-\u9fff]{2,}(?:小学|中学|高中|初中|幼儿园|学校|大学|学院|中心|基地|集团)[^，。；]{0,8}[、和及与]"
+                         r"|、[^，。；、]{0,10}(?:小学|中学|高中|初中|幼儿园|学校|大学|学院)|“[^”]{2,12}”")),
 }
 
 

@@ -82,7 +82,9 @@ def test_school_years_and_plans():
     ("三分之一的学校", ()), ("课间十分钟", ()), ("重点工作有哪些", ()),
     ("研学旅行每人要交多少费用", ("money",)), ("每人能拿到多少奖金", ("money",)),
     ("全区教育经费预算总额是多少", ("money",)), ("新建学校的总投资是多少", ("money",)), ("生均财政拨款是多少", ("money",)),
-    ("今年投入使用的是哪几所学校", ())])  # 哪几 asks which ones, not an amount
+    ("今年投入使用的是哪几所学校", ("names",)),  # 哪几 asks which ones by name, not an amount
+    ("取缔的53家简易托幼机构具体是哪些？名单在哪里公布？", ("names",)), ("教育局局长是谁", ("names",)),
+    ("对校外培训机构有哪些要求", ()), ("校外培训机构黑白名单", ())])  # what is asked is a rule, a thing named
 def test_the_kind_of_answer_a_question_asks_for(question, want):
     assert parse(question).answer_types == want
 

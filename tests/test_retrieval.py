@@ -315,6 +315,17 @@ def test_a_question_about_something_the_corpus_never_names_is_no_answer(service,
     assert service.ask(question)["answer"] == NO_ANSWER_TEXT
 
 
+def test_a_question_for_names_looks_for_names_in_the_sentences_that_say_its_words(service):
+    """哪些/哪几所/是谁 asks which ones by name: the sentences that say 简易托幼机构 count them (取缔53家) and
+    name none, so the kind of answer asked for is missing there; the sentence that lists the building projects
+    handed over in the autumn term holds names, and the question is answered from it."""
+    r = service.retriever.search("武进区2020年要取缔的简易托幼机构具体是哪些？", top_k=1)
+    assert r.query.answer_types == ("names",) and r.features["sentence_type_missing"] == 1.0
+    r = service.retriever.search("惠山区2018—2019学年度秋学期交付使用的是哪些学校建设项目？", top_k=1)
+    assert r.query.answer_types == ("names",) and r.features["sentence_type_missing"] == 0.0
+    assert not r.no_answer and "秋学期交付使用" in r.candidates[0].chunk.text
+
+
 def test_a_question_for_an_amount_that_no_passage_holds_is_no_answer(service):
     """The kind of answer asked for is one input of the answerability model: 多少钱 against passages
     without any amount is refused; the same kind of question where a passage gives the amount is answered."""
