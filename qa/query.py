@@ -86,7 +86,7 @@ class Query:
     years: tuple[int, ...] = ()
     periods: tuple[str, ...] = ()  # 十四五, 2018—2019学年度 …
     kinds: tuple[str, ...] = ()
-    answer_types: tuple[str, ...] = ()  # money | day | date | weekday | phone (ANSWER_TYPES)
+    answer_types: tuple[str, ...] = ()  # keys of ANSWER_TYPES (money, date, names …)
 
     def to_dict(self) -> dict:
         return {

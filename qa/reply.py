@@ -8,6 +8,8 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field, model_serializer
 
+from .query import ANSWER_TYPES
+
 NoAnswerReason = Literal["out_of_scope_place", "out_of_scope_period", "low_relevance", "no_passages", "not_a_question"]
 
 
@@ -55,7 +57,7 @@ class QueryInfo(BaseModel):
     periods: list[str] = Field(description="school years and five-year plans it names (2018—2019学年度, 十四五)")
     kinds: list[str] = Field(description="kinds of document it names (工作计划, 规划 …)")
     answer_types: list[str] = Field(default_factory=list,
-                                    description="the kind of answer it asks for, where it names one: money, day, date, weekday, phone")
+                                    description="the kinds of answer it asks for, where it names one: " + ", ".join(ANSWER_TYPES))
 
 
 class Answer(BaseModel):
