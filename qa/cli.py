@@ -105,8 +105,10 @@ def cmd_model(args) -> int:
 
 # ------------------------------------------------------- index, ask, eval
 def _validate_question(question: str, settings) -> str:
+    from .query import is_blank
+
     q = question.strip()
-    if not q:
+    if is_blank(q):
         raise QAError("the question is empty")
     if len(q) > settings.max_question_chars:
         raise QAError(f"the question is too long ({len(q)} characters, at most {settings.max_question_chars})")

@@ -117,11 +117,31 @@ def _width(ch: str) -> str:
     return ch
 
 
+_INVISIBLE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # a terminal colour code pasted with a question
+
+
+def _visible(ch: str) -> str:
+    """A control or format character (NUL, BEL, zero-width space and joiner, BOM, soft hyphen,
+    direction marks: what text copied from a web page, a word processor or a terminal carries)
+    is dropped; a control character that separates (tab, line and page breaks) becomes a space."""
+    cat = unicodedata.category(ch)
+    if cat == "Cc":
+        return " " if ch in "\t\n\r\v\f\x1c\x1d\x1e\x1f\x85" else ""
+    if cat == "Cf":
+        return ""
+    return ch
+
+
+def is_blank(text: str) -> bool:
+    """Nothing but white space and invisible characters: an empty question, however it was pasted."""
+    return not "".join(map(_visible, _INVISIBLE.sub("", text))).strip()
+
+
 def normalise(text: str) -> str:
-    """Simplified characters, half-width letters and digits, one space between words.
-    Chinese punctuation is kept (it marks sentence ends for the highlighter)."""
-    text = unicodedata.normalize("NFC", text)
-    text = "".join(_width(ch) for ch in text)
+    """Simplified characters, half-width letters and digits, one space between words, no invisible
+    characters. Chinese punctuation is kept (it marks sentence ends for the highlighter)."""
+    text = unicodedata.normalize("NFC", _INVISIBLE.sub("", text))
+    text = "".join(_width(ch) for ch in "".join(map(_visible, text)))
     if _HAN.search(text):
         text = _t2s().convert(text)
     return re.sub(r"\s+", " ", text).strip()

@@ -29,6 +29,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from qa.errors import QAError
+from qa.query import is_blank
 
 MODEL_NAME = "policy-qa"
 HISTORY_TURNS = 6  # earlier user turns handed to the resolver; older ones never change a follow-up
@@ -245,7 +246,7 @@ def plan(req, settings) -> dict:
     # the last user message is the question (a trailing system/tool message is not one)
     idx = max(i for i, (r, _) in enumerate(texts) if r == "user")
     question = texts[idx][1].strip()
-    if not question:
+    if is_blank(question):
         raise QAError("messages must end with a non-empty user message (the question)")
     if is_greeting(question):
         return {"kind": "greeting", "question": question}

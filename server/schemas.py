@@ -5,6 +5,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
+from qa.query import is_blank
+
 
 def _whole(v):
     """2.0 is the integer 2 (JSON Schema's "integer" admits it); "5", 2.5 and true stay refused."""
@@ -44,7 +46,7 @@ class AskRequest(BaseModel):
     @classmethod
     def not_blank(cls, v: str) -> str:
         v = v.strip()
-        if not v:
+        if is_blank(v):
             raise ValueError("the question is empty")
         if any(ord(c) < 32 and c not in "\t\n\r" for c in v):
             raise ValueError("the question contains control characters")

@@ -106,6 +106,8 @@ def test_uploads_of_random_names_and_bytes_never_fail_with_5xx(app_client, name,
         ("post", "/ask", {"json": {"question": "教" * 40000}}, 413),  # over the body limit
         ("post", "/ask", {"json": {"question": "双减\x00\x07"}}, 422),  # control characters
         ("post", "/ask", {"json": {"question": "  \u3000 "}}, 422),
+        ("post", "/ask", {"json": {"question": "\u200b\ufeff\u200d"}}, 422),  # only invisible characters
+        ("post", "/v1/chat/completions", {"json": {"model": "x", "messages": [{"role": "user", "content": "\u200b"}]}}, 400),
         ("post", "/ask", {"json": {"question": "双减", "top_k": "5"}}, 422),
         ("post", "/ask", {"json": {"question": "双减", "top_k": 10**30}}, 422),
         ("post", "/ask", {"json": {"question": "双减", "filters": {"doc_id": ["x"] * 5000}}}, 400),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qa.conversation import is_followup, resolve
-from qa.query import normalise, parse
+from qa.query import is_blank, normalise, parse
 
 
 def test_traditional_and_full_width_are_normalised():
@@ -14,6 +14,14 @@ def test_traditional_and_full_width_are_normalised():
     assert q.language == "zh" and [p.name for p in q.places] == ["滨湖区"]
     assert q.years == (2021, 2022, 2023, 2024, 2025) and q.periods == ("十四五",) and q.kinds == ("规划",)
     assert normalise("  多个   空格\t") == "多个 空格"
+
+
+def test_invisible_characters_pasted_with_a_question_are_dropped():
+    # zero-width space and joiner, soft hyphen, BOM, NUL, BEL, a terminal colour code; line breaks separate
+    pasted = "\ufeff普惠\u200b性幼\u00ad儿园\u200d覆盖率\x00\x07\x1b[31m\n惠山区"
+    assert normalise(pasted) == "普惠性幼儿园覆盖率 惠山区"
+    assert parse(pasted).places[0].name == "惠山区"
+    assert is_blank("\u200b \u3000\ufeff\x00") and not is_blank("\u200b双减")
 
 
 @pytest.mark.parametrize("text, language", [("What is the target coverage?", "en"), ("普惠性幼儿园覆盖率", "zh"),

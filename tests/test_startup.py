@@ -147,6 +147,11 @@ def test_serve_help_shows_the_defaults_and_bad_settings_are_one_line():
     assert r.returncode == 2 and "--port must be between 1 and 65535" in r.stderr
 
 
+def test_a_question_of_invisible_characters_is_empty_on_the_command_line():
+    r = _qa("ask", "\u200b\u3000\ufeff", timeout=120)
+    assert r.returncode == 2 and r.stderr == "qa: error: the question is empty\n", r.stderr
+
+
 def test_listings_load_no_model_and_line_up_chinese(tmp_path):
     code = ("import sys; from qa.cli import main; rc = main(sys.argv[1:]); "
             "heavy = [m for m in ('torch', 'onnxruntime', 'transformers', 'faiss') if m in sys.modules]; "
