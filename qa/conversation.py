@@ -72,7 +72,9 @@ def _is_thanks(text: str) -> bool:
 
 
 def greeting_reply(text: str, titles: list[str]) -> str:
-    head = "不客气！" if _is_thanks(text) else "你好！"
+    from .query import is_wordless
+
+    head = "请用文字提问。" if is_wordless(text) else "不客气！" if _is_thanks(text) else "你好！"
     lines = [
         head + "我是教育政策问答服务：用中文提问，我从下面这些政策文件里找出最相关的原文段落，每条都标明出处（文件、章节、段落）。",
         "",
@@ -159,14 +161,35 @@ def _resolve_english(question: str, prev: str, q, p) -> str:
             text = f"{text.rstrip('?？ ')} in {new_years}?"
     elif new_place and old_years:  # a new place drops the old year, as in Chinese
         text = re.sub(r"(?:\b(?:in|for|during|of)\s+)?" + _EN_YEARS.pattern, "", text)
+    extra = _english_rest(question, q)
+    text = re.sub(r"\s+", " ", re.sub(r"\s+([?,.])", r"\1", text)).strip()
+    return f"{text} {extra}".strip() if extra else text
+
+
+def _english_rest(question: str, q) -> str:
+    """What an English follow-up says beyond its place and year ("What about Haimen's primary schools?" ->
+    "Haimen's"-less "primary schools"); empty for "What about Haimen?" or "And in 2021?"."""
     rest = _EN_LEAD.sub("", question)
     for x in q.places:
         rest = rest.replace(x.said, "")
     rest = _EN_YEARS.sub("", rest)
-    rest = re.sub(r"\b(what|how|about|in|for|the|there|then|of|and|is|are|specifically)\b|[?？.,!]", " ", rest, flags=re.I)
-    extra = " ".join(rest.split())
-    text = re.sub(r"\s+", " ", re.sub(r"\s+([?,.])", r"\1", text)).strip()
-    return f"{text} {extra}".strip() if extra else text
+    rest = re.sub(r"'s\b|\b(what|how|about|in|for|the|there|then|of|and|is|are|specifically|district|city|county)\b"
+                  r"|[?？.,!]", " ", rest, flags=re.I)
+    return " ".join(rest.split())
+
+
+def _english_after_chinese(question: str, prev: str, q, p) -> str:
+    """An English follow-up to a Chinese question that names a new place or year: the Chinese question asked
+    of it ("What about Haimen?" after 武进区新增市优质园几所？ -> 海门区新增市优质园几所？), whatever else the
+    follow-up says kept after it; otherwise the earlier question, then the follow-up."""
+    if not (q.places or q.years):
+        return f"{prev} {question}".strip()
+    # a new place drops the old place and year; a bare year moves the earlier place's question in time
+    topic = strip_scope(p.text, p, places=bool(q.places), years=True)
+    where = "".join(dict.fromkeys(x.name for x in q.places))
+    when = "".join(dict.fromkeys(f"{y}年" for y in q.years))
+    extra = _english_rest(question, q)
+    return f"{where}{when}{topic}{(' ' + extra) if extra else ''}".strip()
 
 
 def _names_no_scope(q) -> bool:
@@ -179,8 +202,10 @@ def resolve(question: str, history: list[str], scope=None, known=None) -> str:
     """The standalone form of `question` given the earlier user questions (oldest first).
     `scope` (a qa.scope.Scope) drops short place names the library uses as plain words; `known(query)` says
     whether a parsed question that names no scope is about the library (Retriever.says_all)."""
+    from .query import is_wordless
+
     history = [h for h in (history or []) if isinstance(h, str) and h.strip()][-6:]
-    if not history:
+    if not history or is_wordless(question):  # “？” or 😀 asks nothing of the earlier question
         return question
     q = parse(question)
     if not (is_followup(question) or (known is not None and _names_no_scope(q) and known(q))):
@@ -198,7 +223,9 @@ def resolve(question: str, history: list[str], scope=None, known=None) -> str:
     own = _TAIL.sub("", own).strip(" ，,？?")
     if q.language == "en" and p.language == "en":
         return _resolve_english(question, prev, q, p)
-    if q.language == "en" or p.language == "en":
+    if q.language == "en":
+        return _english_after_chinese(question, prev, q, p)
+    if p.language == "en":
         return f"{prev} {question}".strip()
     if q.places or q.years or q.periods:
         # a new place or period: the earlier topic, asked of it (a new place drops the old year too). A bare

@@ -137,6 +137,12 @@ def is_blank(text: str) -> bool:
     return not "".join(map(_visible, _INVISIBLE.sub("", text))).strip()
 
 
+def is_wordless(text: str) -> bool:
+    """No letter, digit or Chinese character at all (😀😀😀, “《》”, “...”): not a question anything can be
+    looked up for, however many of the library's passages share its punctuation."""
+    return not any(unicodedata.category(ch)[0] in "LN" for ch in text)
+
+
 def normalise(text: str) -> str:
     """Simplified characters, half-width letters and digits, one space between words, no invisible
     characters. Chinese punctuation is kept (it marks sentence ends for the highlighter)."""

@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from qa.errors import QAError
-from qa.query import is_blank
+from qa.query import is_blank, is_wordless
 
 MODEL_NAME = "policy-qa"
 HISTORY_TURNS = 6  # earlier user turns handed to the resolver; older ones never change a follow-up
@@ -248,7 +248,7 @@ def plan(req, settings) -> dict:
     question = texts[idx][1].strip()
     if is_blank(question):
         raise QAError("messages must end with a non-empty user message (the question)")
-    if is_greeting(question):
+    if is_greeting(question) or is_wordless(question):  # 你好, 谢谢, 😀: nothing to look up
         return {"kind": "greeting", "question": question}
     if len(question) > settings.max_question_chars:
         raise QAError(f"question too long ({len(question)} characters, at most {settings.max_question_chars})")

@@ -229,7 +229,7 @@ def test_task_prompt_in_a_system_message_and_json_mode(client):
     assert json.loads(body["choices"][0]["message"]["content"]) == {"tags": ["教育政策"]}
 
 
-@pytest.mark.parametrize("text", ["你好", "你好！", "谢谢", "谢谢你！", "hello", "Thanks", "thank you very much"])
+@pytest.mark.parametrize("text", ["你好", "你好！", "谢谢", "谢谢你！", "hello", "Thanks", "thank you very much", "😀😀😀", "？"])
 def test_greetings_and_thanks_get_a_short_reply_listing_the_documents(client, text):
     body = chat(client, [user(text)]).json()
     content = body["choices"][0]["message"]["content"]
@@ -237,6 +237,7 @@ def test_greetings_and_thanks_get_a_short_reply_listing_the_documents(client, te
     assert body["no_answer"] is True and body["no_answer_reason"] == "not_a_question"  # as /ask says of a greeting
     assert all(t in content for t in TITLES) and len(content) < 600
     assert ("不客气" in content) == any(w in text.lower() for w in ("谢", "thank"))
+    assert content.startswith("请用文字提问") == (text in ("😀😀😀", "？"))  # nothing but symbols: ask in words
 
 
 def test_greeting_detection_leaves_questions_alone():

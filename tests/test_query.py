@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qa.conversation import is_followup, resolve
-from qa.query import is_blank, normalise, parse
+from qa.query import is_blank, is_wordless, normalise, parse
 
 
 def test_traditional_and_full_width_are_normalised():
@@ -365,13 +365,15 @@ def test_cli_ask_takes_the_conversation_too(settings):
 
 @pytest.mark.parametrize("said, history", [("你好", []), ("好的，谢谢", ["武进区怎么开展党员志愿服务？"]), ("thank you!", []),
                                             ("你是谁？", []), ("你能做什么", []), ("What can you do?", []),
-                                            ("您好，请问你能做什么？", ["惠山区的学前教育怎么发展？"]), ("hi, who are you?", [])])
+                                            ("您好，请问你能做什么？", ["惠山区的学前教育怎么发展？"]), ("hi, who are you?", []),
+                                            ("😀😀😀", []), ("？", ["武进区新增市优质园几所？"]), ("《》……", [])])
 def test_greetings_and_thanks_are_not_questions(settings, said, history):
     from qa.service import Service
 
     body = Service.load(settings, progress=False).ask(said, history=history)
     assert body["no_answer"] and body["no_answer_reason"] == "not_a_question"
     assert body["resolved_question"] == said and "可以查询的文件" in body["answer"]
+    assert body["answer"].startswith("请用文字提问") == is_wordless(said)  # nothing but symbols: ask in words
 
 
 def test_english_follow_ups_switch_the_place_or_year_in_the_earlier_question():
@@ -381,6 +383,15 @@ def test_english_follow_ups_switch_the_place_or_year_in_the_earlier_question():
         "How does Haimen plan to develop its teachers in 2024?"
     # no new place or year: the earlier question, then the follow-up
     assert resolve("And which projects will be started?", [first]) == f"{first} And which projects will be started?"
+
+
+def test_english_follow_ups_to_a_chinese_question_ask_it_of_the_new_place_or_year():
+    assert resolve("What about Haimen?", ["武进区新增市优质园几所？"]) == "海门区新增市优质园几所？"
+    assert resolve("And in 2021?", ["武进区2020年新建几所学校？"]) == "2021年武进区新建几所学校？"
+    assert resolve("How about Wujin District primary schools?", ["惠山区的课后服务怎么收费？"]) == \
+        "武进区课后服务怎么收费？ primary schools"
+    said = "What does it say about teachers?"  # no new place or year: the earlier question, then the follow-up
+    assert resolve(said, ["惠山区的课后服务怎么收费？"]) == f"惠山区的课后服务怎么收费？ {said}"
 
 
 @pytest.mark.parametrize("question, want", [
