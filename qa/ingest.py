@@ -98,7 +98,13 @@ def decode_text(data: bytes, name: str) -> str:
         candidates = ["utf-16"]
     elif b"\0" in data[:65536]:
         if len(data) % 2 == 0:
-            candidates = ["utf-16-le", "utf-16-be"]  # no BOM: only when the result reads as text
+            # no BOM: UTF-16 text has most of its zero bytes (the high byte of ASCII characters) on one side of
+            # each pair, odd positions little-endian, even ones big-endian; zero bytes on both sides are
+            # binary data (b"abc\0\0def" decodes to 扡c搀晥 otherwise), and the result must read as text
+            head = data[:65536]
+            odd = head[1::2].count(0)
+            even = head[0::2].count(0)
+            candidates = ["utf-16-le"] if odd >= 3 * even else ["utf-16-be"] if even >= 3 * odd else []
     elif data[:4] in (b"PK\x03\x04", b"%PDF") or data[:2] == b"\xd0\xcf":
         candidates = []
     else:

@@ -254,6 +254,10 @@ def test_an_integral_float_top_k_is_an_integer_and_qa_top_k_is_the_default(app_c
 @pytest.mark.parametrize("name, data, status, words", [
     ("utf16.txt", "\ufeff2025年某县教育工作要点\n一、学前教育\n新增学位1200个。\n".encode("utf-16-le"), 200, None),
     ("utf16be.txt", "2025年某县教育工作要点\n一、学前教育\n新增学位1200个。\n".encode("utf-16"), 200, None),
+    # no BOM: the zero bytes of the ASCII characters say which end comes first
+    ("utf16le-nobom.txt", "2025年某县教育工作要点\n一、学前教育\n新增学位1200个。\n".encode("utf-16-le"), 200, None),
+    ("utf16be-nobom.txt", "2025年某县教育工作要点\n一、学前教育\n新增学位1200个。\n".encode("utf-16-be"), 200, None),
+    ("nul.txt", b"abc\x00\x00def" * 50, 400, "binary"),  # zero bytes on both sides of the pairs: not UTF-16 text
     ("blank.txt", "\u3000\u3000\n  ".encode(), 400, "empty"),
     ("", b"abc", 400, "no file name"),
     ("０００_eaec54ca81dddf17x.txt", "\u3000".encode(), 400, "empty"),
