@@ -12,6 +12,8 @@ from .reply import Answer, Citation, Passage, QueryInfo
 from .retrieval import Retriever, SearchResult
 
 NO_ANSWER_TEXT = "未在现有文件中找到与该问题直接相关的内容。以下段落相关度较低，仅供参考。"
+NO_PASSAGES_TEXT = "所选范围内没有文件段落（filters 排除了全部文件）。请放宽或去掉筛选条件再问。"
+NO_PASSAGES_TEXT_EN = "No passage is within the chosen filters (they leave out every document); widen or drop them."
 NO_ANSWER_TEXT_EN = ("These documents do not answer this question directly. The passages below are less relevant, "
                      "for reference only.")
 MAX_HIGHLIGHT = 160
@@ -96,7 +98,9 @@ def compose(result: SearchResult, highlights: list[str]) -> str:
                 return (f"These documents do not give {' or '.join(what)} for this question. The passages below are "
                         "less relevant, for reference only.")
             return f"现有文件中没有找到该问题问的{'或'.join(what)}。以下段落相关度较低，仅供参考。"
-    if result.no_answer or not result.candidates:
+    if not result.candidates:  # the filters leave no passage: there is nothing below to refer to
+        return NO_PASSAGES_TEXT_EN if en else NO_PASSAGES_TEXT
+    if result.no_answer:
         return NO_ANSWER_TEXT_EN if en else NO_ANSWER_TEXT
     parts = [f"{highlights[0]}[1]"]
     top = result.candidates[0].score

@@ -178,6 +178,9 @@ def check_filters(service):
     assert {p["citation"]["doc_id"] for p in body["passages"]} == {"002_d8b7d3eb7f9ecd3f"}
     body = service.ask("教师队伍建设", top_k=50, filters={"year": 2020})
     assert {p["citation"]["doc_id"] for p in body["passages"]} == {"001_c94d74ce0abaca2b", "003_699d69580ee34bfa"}
+    body = service.ask("新建几所幼儿园？", filters={"year": 1999})  # filters that leave nothing: say so, cite nothing
+    assert body["passages"] == [] and body["no_answer"] and body["no_answer_reason"] == "no_passages"
+    assert "筛选" in body["answer"] and "仅供参考" not in body["answer"]
     with pytest.raises(QAError, match="unknown doc_id"):
         service.ask("教师", filters={"doc_id": "nope"})
     with pytest.raises(QAError, match="unknown filter"):
