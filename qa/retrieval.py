@@ -650,9 +650,7 @@ class Retriever:
         dense = dense.astype(np.float32, copy=False)
         lexical = self.words.score_rows(w_ids, rows)
         bigram = self.grams.score_rows(g_ids, rows)
-        sample = self._sample if fixed is None else rows
-        if row_ok is not None and fixed is None:
-            sample = sample[row_ok(sample)]
+        sample = self._sample  # the question's cosines over the library, whatever the filters (see features)
         sample_cos = data.vectors[sample] @ q1 if len(sample) >= 10 else dense
         if fixed is None or len(fixed) < len(self.chunks):
             # one more row for every chunk not retrieved: the dense floor, no lexical match
@@ -730,7 +728,12 @@ class Retriever:
         if sig.rows is not None:
             allowed = allowed & (sig.rows >= 0)
         dense = np.sort(sig.dense[allowed])[::-1] if allowed.any() else np.zeros(1, dtype=np.float32)
-        spread = dense if sig.sample is None else sig.sample  # the question's own cosine distribution
+        # the question's own cosine distribution is over the library, whatever the filters: a filter to one small
+        # document (4 passages) made the best passage stand out of 4 cosines only, and a question its passage
+        # answers was refused with the filter and answered without it (the model was fitted without filters)
+        pool = sig.dense if sig.rows is None else sig.dense[sig.rows >= 0]
+        every = np.sort(pool)[::-1] if len(pool) else dense
+        spread = every if sig.sample is None else sig.sample
         unknown, words = sig.unknown if sig.unknown is not None else self.unknown_words(sig.query)
         absent, length, _ = sig.absent if sig.absent is not None else self.absent_words(sig.query)
         # how answerable the project's own questions most like this one were (qa.neighbours): 局长是谁 and
@@ -740,7 +743,7 @@ class Retriever:
         form = self.bank.form(sig.vector) if self.bank is not None and self.options.neighbours else None
         return {
             "top_cosine": float(dense[0]),
-            "cosine_margin": float(dense[0] - dense[min(9, len(dense) - 1)]),
+            "cosine_margin": float(dense[0] - every[min(9, len(every) - 1)]),
             # how far the best passage stands out of this question's own cosine distribution
             "top_z": float((dense[0] - spread.mean()) / (spread.std() + 1e-6)),
             "coverage": self.coverage(sig.lex_tokens, best) if best is not None else 0.0,
