@@ -361,7 +361,15 @@ def _region(title: str, text: str) -> tuple[str | None, str | None]:
     city = re.search(r"([\u4e00-\u9fff]{2})市" + region, title) or re.search(
         r"([\u4e00-\u9fff]{2})市" + region, text
     )
-    return region, (city.group(1) + "市") if city else None
+    if city:
+        return region, city.group(1) + "市"
+    # the document names no city: the gazetteer's, when only one district of the country has this name
+    # (锡山区 lies in 无锡市; 鼓楼区 is in four cities and stays without one)
+    from .query import gazetteer
+
+    g = gazetteer()
+    counties = [code for _, code, level in g.by_name.get(region, ()) if level == "county"]
+    return region, (g.names.get(counties[0][:4] + "00") if len(counties) == 1 else None)
 
 
 def _years(title: str, text: str) -> tuple[int, ...]:

@@ -66,6 +66,14 @@ def test_metadata_derived_from_text(docs):
     assert docs["000_eaec54ca81dddf17"].city == "无锡市" and docs["004_6f03f12d06f5859c"].city == "南通市"
 
 
+def test_a_district_named_without_its_city_gets_the_gazetteers_unless_several_cities_have_one(tmp_path):
+    for name, city in (("2025年锡山区教育工作要点", "无锡市"), ("2025年鼓楼区教育工作要点", None)):  # 鼓楼区: four cities
+        f = tmp_path / f"{name}.md"
+        f.write_text(f"# {name}\n\n一、学前教育\n1. 新建公办幼儿园4所，新增学位1200个。\n", encoding="utf-8")
+        d = load_document(f)
+        assert (d.region, d.city) == (name[5:8], city)
+
+
 def test_003_holds_two_articles_each_with_its_title(docs, chunks):
     d = docs["003_699d69580ee34bfa"]
     assert [p.title for p in d.parts] == ["2020年某区教育工作要点1", "2020年某区教育工作要点2"]
