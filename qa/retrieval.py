@@ -878,6 +878,13 @@ class Retriever:
         mu = np.array([model["mean"][f] for f in RERANK_FEATURES])
         sd = np.array([model["scale"][f] for f in RERANK_FEATURES])
         s = ((X - mu) / sd) @ w
+        if opts.prefer_region_year and sig.verdict.docs:
+            # the documents of the place and period the question names stay first: the stage puts passages in
+            # order within them, and a closer passage of another district (招聘中小学编制教师131名, 武进区) no
+            # longer comes before the one that answers for the district asked about (锡山区, 210名)
+            codes = self.doc_code[order if sig.rows is None else np.maximum(sig.rows[order], 0)]
+            hit = self._doc_table(sig.verdict.docs)[codes]
+            s = s + hit * (float(s.max() - s.min()) + 1.0)
         out = score.copy()
         out[order] = float(score[order[0]]) + 1.0 + (s - s.min())
         return out
