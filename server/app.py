@@ -92,7 +92,16 @@ def _errors(app: FastAPI) -> None:
     async def invalid(_: Request, e: RequestValidationError):
         parts = []
         for err in e.errors():
-            loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+            kind, where = err.get("type"), tuple(err.get("loc", ()))
+            if kind == "json_invalid":  # say what is wrong with the body, not "12: JSON decode error"
+                at = f" at character {where[1]}" if len(where) > 1 else ""
+                why = (err.get("ctx") or {}).get("error")
+                parts.append(f"the body is not valid JSON{at}" + (f" ({why})" if why else ""))
+                continue
+            if where == ("body",) and kind in ("dict_type", "model_attributes_type") and isinstance(err.get("input"), (str, bytes)):
+                parts.append('the body must be a JSON object such as {"question": "…"}, sent with Content-Type: application/json')
+                continue
+            loc = ".".join(str(x) for x in where if x != "body")
             msg = err.get("msg", "invalid").removeprefix("Value error, ")
             parts.append(f"{loc}: {msg}" if loc else msg)
         return error(422, "; ".join(parts) or "invalid request", "invalid_request")

@@ -273,6 +273,16 @@ def test_upload_decoding_and_naming_messages(app_client, name, data, status, wor
         assert app_client.delete(f"/documents/{r.json()['documents'][0]['doc_id']}", headers=KEY).status_code == 200
 
 
+@pytest.mark.parametrize("content, ctype, words", [
+    (b'{"question": "x",}', "application/json", "the body is not valid JSON at character 17"),
+    ('{"question": "双减"}'.encode(), "text/plain", "sent with Content-Type: application/json"),
+    (b"question=x", "application/x-www-form-urlencoded", "must be a JSON object"),
+])
+def test_a_body_that_is_not_a_json_object_is_told_so(app_client, content, ctype, words):
+    r = check(app_client.post("/ask", content=content, headers={"content-type": ctype}))
+    assert r.status_code == 422 and words in r.json()["error"]["message"], r.text
+
+
 def test_full_width_ids_fold_to_the_id_they_imitate():
     from qa.ingest import doc_id_for
 
