@@ -132,9 +132,13 @@ def _visible(ch: str) -> str:
     return ch
 
 
+def _without_invisible(text: str) -> str:
+    return "".join(map(_visible, _INVISIBLE.sub("", text)))
+
+
 def is_blank(text: str) -> bool:
     """Nothing but white space and invisible characters: an empty question, however it was pasted."""
-    return not "".join(map(_visible, _INVISIBLE.sub("", text))).strip()
+    return not _without_invisible(text).strip()
 
 
 def is_wordless(text: str) -> bool:
@@ -146,8 +150,7 @@ def is_wordless(text: str) -> bool:
 def normalise(text: str) -> str:
     """Simplified characters, half-width letters and digits, one space between words, no invisible
     characters. Chinese punctuation is kept (it marks sentence ends for the highlighter)."""
-    text = unicodedata.normalize("NFC", _INVISIBLE.sub("", text))
-    text = "".join(_width(ch) for ch in "".join(map(_visible, text)))
+    text = "".join(_width(ch) for ch in unicodedata.normalize("NFC", _without_invisible(text)))
     if _HAN.search(text):
         text = _t2s().convert(text)
     return re.sub(r"\s+", " ", text).strip()
