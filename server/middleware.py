@@ -26,6 +26,40 @@ def error(status: int, message: str, kind: str, headers: dict | None = None) -> 
     return JSONResponse({"error": {"message": message, "type": kind, "status": status}}, status_code=status, headers=headers)
 
 
+# a 413 for a body too large is sent after the body is drained (read and dropped, never kept) up to this many
+# bytes: a client that sends its whole body before reading the reply (Python's urllib, which also asks the server
+# to close) otherwise finds the connection reset under its last bytes and never sees the 413. The key's 401 and
+# the uploads' 429 still read nothing (a client without the key gets no say over the server's reading)
+DRAIN_MAX = 64 * 1024 * 1024
+DRAIN_TIMEOUT_S = 30.0
+
+
+async def refuse_unread(response, scope, receive, send, declared: int | None = None) -> None:
+    """Send `response` to a request whose body was not read: drop the body first, as it arrives, unless the
+    client waits for "100 Continue" (curl for large bodies: it then never sends the body), or says it sends
+    more than DRAIN_MAX, or is slower than DRAIN_TIMEOUT_S: then the connection is closed after the reply."""
+    headers = dict(scope.get("headers") or [])
+    waits = headers.get(b"expect", b"").lower() == b"100-continue"
+    if declared is None:
+        size = headers.get(b"content-length")
+        declared = int(size) if size is not None and size.isdigit() else None
+    if scope.get("method") not in ("GET", "HEAD", "OPTIONS") and not waits and (declared or 0) <= DRAIN_MAX \
+            and (declared is None or declared > 0):
+        seen = 0
+        try:
+            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                while seen <= DRAIN_MAX:
+                    msg = await receive()
+                    if msg["type"] != "http.request":
+                        return  # the client went away: nobody to answer
+                    seen += len(msg.get("body", b""))
+                    if not msg.get("more_body", False):
+                        break
+        except TimeoutError:
+            pass
+    await response(scope, receive, send)
+
+
 def _path(scope) -> str:
     return scope.get("path", "").rstrip("/") or "/"
 
@@ -136,8 +170,10 @@ class BodyLimit:
             limit = max(self.default_limit, CHAT_MAX_BODY_BYTES)
             message = f"chat request too large (limit {limit} bytes): start a new chat"
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            return await error(413, message, "payload_too_large")(scope, receive, send)
+        if declared is not None and not declared.isdigit():
+            return await error(400, "Content-Length is not a number", "bad_request", {"Connection": "close"})(scope, receive, send)
+        if declared is not None and int(declared) > limit:
+            return await refuse_unread(error(413, message, "payload_too_large"), scope, receive, send, int(declared))
         # buffer the body (bounded by the limit) so an oversized one is refused before the app sees it;
         # one deadline for the whole body (asyncio.timeout, not a wait_for task per message)
         chunks, seen, more = [], 0, True
@@ -156,7 +192,9 @@ class BodyLimit:
             return await error(408, f"the request body did not arrive within {self.timeout:g} s", "request_timeout",
                                {"Connection": "close"})(scope, receive, send)
         if seen > limit:
-            return await error(413, message, "payload_too_large", {"Connection": "close"})(scope, receive, send)
+            # the rest of a body sent without a length (chunked) is dropped as it arrives, as above
+            return await refuse_unread(error(413, message, "payload_too_large"), scope, receive, send) if more \
+                else await error(413, message, "payload_too_large")(scope, receive, send)
         return await self.app(scope, replaying(b"".join(chunks), receive), send)
 
 

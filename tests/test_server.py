@@ -156,6 +156,29 @@ def test_live_stream_ends_with_done(live):
     assert all(l.startswith("data: ") for l in lines)
 
 
+@pytest.mark.slow
+def test_a_client_that_sends_its_whole_body_first_reads_the_413(live):
+    """Python's urllib sends the whole body before reading the reply, and asks the server to close: a 413 sent
+    at the headers and followed by the close was lost under a connection reset (a user's 12 MB upload said
+    'Connection reset by peer'). The body is now dropped as it arrives, then the 413 sent; with a length and
+    without one (chunked), and the server answers the next question as before."""
+    import urllib.error
+    import urllib.request
+
+    def post(data, headers):
+        req = urllib.request.Request(live + "/ask", data=data, method="POST", headers={"Content-Type": "application/json", **headers})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=60)
+        return e.value.code, json.loads(e.value.read())
+
+    body = json.dumps({"question": "教" * 4_000_000}).encode()  # 12 MB
+    code, reply = post(body, {})
+    assert code == 413 and "too large" in reply["error"]["message"]
+    code, reply = post(iter([body[i:i + 65536] for i in range(0, len(body), 65536)]), {"Transfer-Encoding": "chunked"})
+    assert code == 413 and "too large" in reply["error"]["message"]
+    r = httpx.post(live + "/ask", json={"question": "零作业日"}, timeout=60)
+    assert r.status_code == 200 and r.json()["passages"]
+
 def test_the_ask_schema_is_derived_from_qa_typed_records(client):
     """qa.reply's Answer/Passage/Citation are the one definition: /ask's OpenAPI response is generated
     from them and every body the service returns is an Answer."""
