@@ -96,6 +96,11 @@ HEADING_START = re.compile(
     r"^\s*(?:[一二三四五六七八九十]+、|[（(][一二三四五六七八九十\d]+[）)]|\d{1,2}\s?[、.．]|[①-⑳])"
 )
 TITLE_SUFFIX = re.compile(r"^[（(][^）)]{1,8}[）)]")
+# a line that is only a date, with or without a label: 发布日期：2025年6月30日 under a notice's title, or the
+# date under its signature (成文日期) at the end. Labelled 发布/时间 it is the publication date, else the issue date
+DATE_LINE = re.compile(r"^\s*[（(]?\s*(?:(?P<label>发布日期|发布时间|印发日期|发文日期|成文日期|日期|时间)\s*[:：]\s*)?"
+                       r"(?:(?P<y>(?:19|20)\d{2})\s*年\s*(?P<m>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*日"
+                       r"|(?P<iy>(?:19|20)\d{2})[-/.](?P<im>\d{1,2})[-/.](?P<id>\d{1,2}))\s*[）)]?\s*$")
 
 KINDS = ("工作意见", "专项规划", "工作要点", "工作计划", "实施方案", "通知", "规划", "意见", "要点", "计划")
 FIVE_YEAR = {"十三五": (2016, 2020), "十四五": (2021, 2025), "十五五": (2026, 2030)}
@@ -287,18 +292,23 @@ def parse_document(text: str, doc_id: str, removed: tuple | list = ()) -> Docume
     region, city = _region(title, text)
     head = Mapped.join(sorted(header, key=lambda m: m.start), sep="\n") if header else None
     bylines = [text[r.start : r.end] for r in removed if r.kind == "byline"]
+    metadata = _body_dates(_header_metadata(head.text if head else "", bylines), parts)
+    years = _years(title, text)
+    if not years and (metadata.get("issued") or metadata.get("published")):
+        # a title without a year (关于做好暑期安全工作的通知): the year it was issued, else published
+        years = (int((metadata.get("issued") or metadata["published"])[:4]),)
     return Document(
         doc_id=doc_id,
         text=text,
         title=title,
         region=region,
         city=city,
-        years=_years(title, text),
+        years=years,
         kind=_kind(title),
         parts=tuple(parts),
         removed=tuple(sorted(removed, key=lambda r: r.start)),
         header=head,
-        metadata=_header_metadata(head.text if head else "", bylines),
+        metadata=metadata,
     )
 
 
@@ -407,6 +417,26 @@ def _header_metadata(header: str, bylines: list[str]) -> dict:
     if pub:
         meta["published"] = f"{int(pub.group(1)):04d}-{int(pub.group(2)):02d}-{int(pub.group(3)):02d}"
     return meta
+
+
+def _body_dates(meta: dict, parts: list["Part"]) -> dict:
+    """The dates a document without a header gives in its own lines: a date line among the first three
+    paragraphs (发布日期：2025年6月30日 under a Markdown notice's title) and the date under the signature, the
+    last paragraph when it is only a date (2025年6月28日). What the header said stands."""
+    paras = [p.text for part in parts[:1] for p in part.paragraphs]
+    found: dict = {}
+    for text, where in [(t, "top") for t in paras[:3]] + [(t, "end") for t in paras[-1:] if len(paras) > 3]:
+        m = DATE_LINE.match(text)
+        if not m:
+            continue
+        y, mo, d = (m.group("y"), m.group("m"), m.group("d")) if m.group("y") else (m.group("iy"), m.group("im"), m.group("id"))
+        if not (1 <= int(mo) <= 12 and 1 <= int(d) <= 31):
+            continue
+        key = "published" if (m.group("label") or "").startswith(("发布", "时间")) else "issued"
+        found.setdefault(key, f"{int(y):04d}-{int(mo):02d}-{int(d):02d}")
+        if where == "end" and len(paras) > 4 and len(paras[-2]) <= 24 and BYLINE.match(paras[-2]):
+            found["issuer"] = paras[-2].strip()  # the signature above the date: 锡山区教育局
+    return {**found, **meta}
 
 
 def _kind(title: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from qa.chunking import HEADER_SECTION, HARD_CAP, chunk_document, outline
-from qa.corpus import CorpusError, load_corpus, load_document
+from qa.corpus import CorpusError, load_corpus, load_document, parse_document
 from qa.settings import REPO_ROOT
 from qa.text import split_sentences, squash
 
@@ -246,3 +246,15 @@ def test_the_header_is_cited_and_read_as_metadata(docs, chunks):
     assert m["published"] == "2022-12-15" and "issuer" not in m  # a template website is a source, not an issuer
     assert not [c for c in chunks["001_c94d74ce0abaca2b"] if c.section == HEADER_SECTION]
 
+
+
+@pytest.mark.parametrize("text, meta, years", [
+    ("滨湖区体质监测通知\n发布时间：2025-06-20\n各学校：\n请做好学生体质监测工作。\n监测时间为9月。\n", {"published": "2025-06-20"}, (2025,)),
+    ("关于开展读书节活动的通知\n各学校：\n开展读书节活动。\n时间为4月。\n地点在各校。\n某区教育局\n（2023年4月1日）\n",
+     {"issued": "2023-04-01", "issuer": "某区教育局"}, (2023,)),
+    ("2024年某县招生通知\n日期：2025-13-40\n正文一段。\n正文二段。\n正文三段。\n", {}, (2024,)),  # no such date; the title's year
+    ("某县招生通知\n正文说2025年3月1日起报名。\n正文二段。\n", {}, ()),  # a date inside a sentence is not the document's
+])
+def test_a_document_without_a_header_gives_the_dates_its_own_lines_state(text, meta, years):
+    d = parse_document(text, "x")
+    assert d.metadata == meta and d.years == years

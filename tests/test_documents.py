@@ -355,3 +355,28 @@ def test_a_filter_to_a_small_upload_answers_what_its_passages_say(tmp_path, embe
         assert not body["no_answer"] and "4所" in body["passages"][0]["highlight"], (filters, body)
     # what the document does not say stays unanswered inside the filter
     assert svc.ask("学生近视率控制在多少", filters={"doc_id": "xishan2025"})["no_answer"]
+
+
+NOTICE = ("# 锡山区教育局关于做好暑期学生安全工作的通知\n\n发布日期：2025年7月2日\n\n各中小学、幼儿园：\n\n"
+          "为切实做好暑期学生安全工作，现将有关事项通知如下。\n\n## 一、防溺水教育\n\n各校放假前开展一次防溺水专题教育，"
+          "家访覆盖率达到100%。\n\n## 二、假期值班\n\n各校安排领导带班值班，保持通讯畅通。\n\n锡山区教育局\n\n2025年6月28日\n")
+
+
+def test_an_uploaded_notice_without_a_header_gives_its_dates_and_signature(client):
+    """A Markdown notice states its dates in its own lines, not in a page header: 发布日期 under the title is when
+    it was published, the date under the signature when it was issued, the signature its issuer. The listing
+    shows them and the date and year filters use them (before, the notice had no date and no year, and a filter
+    on either dropped it)."""
+    r = client.post("/documents", files={"file": ("xishan-notice.md", NOTICE.encode())}, headers=KEY)
+    assert r.status_code == 200, r.text
+    try:
+        meta = {d["doc_id"]: d for d in client.get("/documents").json()}["xishan-notice"]
+        assert (meta["issued"], meta["published"], meta["issuer"]) == ("2025-06-28", "2025-07-02", "锡山区教育局")
+        assert meta["years"] == [2025]  # the title names no year: the year it was issued
+        body = client.post("/ask", json={"question": "暑期防溺水家访覆盖率", "filters": {"year": 2025}}).json()
+        assert body["passages"][0]["citation"]["doc_id"] == "xishan-notice" and "100%" in body["passages"][0]["highlight"]
+        for after, found in (("2025-06-01", True), ("2025-07-01", False)):
+            body = client.post("/ask", json={"question": "暑期防溺水家访覆盖率", "filters": {"issued_after": after}}).json()
+            assert ("xishan-notice" in {p["citation"]["doc_id"] for p in body["passages"]}) is found, (after, body)
+    finally:
+        assert client.delete("/documents/xishan-notice", headers=KEY).status_code == 200
