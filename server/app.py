@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa.errors import QAError
 
-from .middleware import BodyLimit, Guard, SecurityHeaders, error, header_timeout_protocol
+from .middleware import BodyLimit, Guard, HeadAsGet, SecurityHeaders, error, header_timeout_protocol
 from .routes import ask, documents, openai, pages
 from .routes.openai import MODEL_NAME  # noqa: F401  (the old import path)
 from .schemas import Health
@@ -47,8 +47,9 @@ def create_app(settings=None, background: bool = True, progress: bool | None = N
     app = FastAPIOffline(title="policy-qa", summary="Cited passages from Chinese education policy documents",
                          version="0.1.0", lifespan=lifespan)
     app.state.qa = state
-    # added innermost first: /ask's fast path, the body limit, the guard (key before any body is read), CORS,
+    # added innermost first: HEAD as GET, /ask's fast path, the body limit, the guard (key before any body is read), CORS,
     # security headers
+    app.add_middleware(HeadAsGet)
     app.add_middleware(ask.AskFastPath, state=state)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes,
                        timeout=settings.body_timeout_s)

@@ -198,6 +198,28 @@ class BodyLimit:
         return await self.app(scope, replaying(b"".join(chunks), receive), send)
 
 
+# ------------------------------------------------------------------ HEAD
+class HeadAsGet:
+    """HEAD is answered as GET without the body (RFC 9110: the same headers, Content-Length included), so
+    uptime monitors and link checkers that send HEAD to /healthz or / get 200, not 405."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") != "HEAD":
+            return await self.app(scope, receive, send)
+
+        async def headers_only(message):
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return  # the rest of a streamed body is not sent either
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        return await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
 # -------------------------------------------------------- security headers
 def _inline_hashes(*files: Path) -> str:
     out = []

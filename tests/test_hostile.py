@@ -237,6 +237,16 @@ def test_a_405_says_which_methods_are_allowed(app_client):
     assert r.status_code == 405 and "POST" in r.headers["allow"]
 
 
+def test_head_is_answered_as_get_without_a_body(app_client):
+    """Uptime monitors send HEAD /healthz (and link checkers HEAD /): it was a 405 that said allow: GET."""
+    for path in ("/healthz", "/", "/documents", "/v1/models"):
+        got, head = app_client.get(path), app_client.head(path)
+        assert head.status_code == got.status_code == 200 and head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+        assert head.headers["content-length"] == str(len(got.content)), path
+    assert app_client.head("/documents/nope").status_code == 404
+
+
 def test_an_integral_float_top_k_is_an_integer_and_qa_top_k_is_the_default(app_client, tmp_path, settings):
     r = check(app_client.post("/ask", json={"question": "双减", "top_k": 2.0}))
     assert r.status_code == 200 and len(r.json()["passages"]) == 2
