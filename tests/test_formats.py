@@ -383,6 +383,21 @@ def test_a_table_laid_out_web_page_gives_its_heading_paragraphs_and_closing_sect
     assert c.metadata["published"] == "2018-08-03" and c.metadata["source"] == "惠山区教育局"
 
 
+def test_a_short_web_page_keeps_bold_and_linked_words_inside_their_sentence():
+    """A page of less main text than trafilatura's floor (250 characters) went to its fallback, which put every
+    text node on a line of its own: 学校<b>6所</b>，总投资 was three lines and 海门区2025年新建几所学校 was refused."""
+    page = ("<html><head><meta charset='utf-8'><title>海门区2025年新建学校项目公示</title></head><body>"
+            "<h1>海门区2025年新建学校项目公示</h1><p>发布时间：2025-05-10</p>"
+            "<p>2025年海门区计划新建东洲实验小学、临江新区幼儿园等学校<b>6所</b>，总投资约<strong>12亿元</strong>。</p>"
+            "<p>另有<a href='/x'>改扩建项目</a>3个，<span>年内</span>完工<em>2个</em>。</p>"
+            "<div class='share'><a href='/p'>打印本页</a></div></body></html>").encode()
+    c = convert("page.html", page)
+    assert c.text.splitlines() == ["海门区2025年新建学校项目公示", "发布时间：2025-05-10",
+                                   "2025年海门区计划新建东洲实验小学、临江新区幼儿园等学校6所，总投资约12亿元。",
+                                   "另有改扩建项目3个，年内完工2个。"]
+    assert c.metadata["published"] == "2025-05-10"
+
+
 def test_a_web_page_with_no_main_text_is_a_422():
     page = (
         "<html><head><title>首页</title><script>location.href='/index.html'</script></head><body>"

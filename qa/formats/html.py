@@ -15,6 +15,7 @@ then from the page's own “发布时间：… 来源：…” line, then from t
 """
 from __future__ import annotations
 
+import copy
 import re
 
 from . import Converted, FormatError
@@ -40,6 +41,29 @@ META_KEYS = {
 DATE = re.compile(r"((?:19|20)\d{2})\s*[-年./]\s*(\d{1,2})\s*[-月./]\s*(\d{1,2})")
 PUBLISHED_LINE = re.compile(r"(?:发布时间|发布日期|发文日期|成文日期|日期|时间)\s*[:：]\s*((?:19|20)\d{2}\s*[-年./]\s*\d{1,2}\s*[-月./]\s*\d{1,2})")
 SOURCE_LINE = re.compile(r"(?:来源|信息来源|发布机构|发文机关)\s*[:：]\s*([^\s|｜:：]{2,40})")
+
+
+def _squash(text: str | None) -> str:
+    return re.sub(r"\s", "", text or "")
+
+
+def _chars(text: str | None) -> int:
+    return len(_squash(text))
+
+
+_SHORT = None
+
+
+def _short_pages():
+    """trafilatura's settings without the floor below which it hands a page to its fallbacks."""
+    global _SHORT
+    if _SHORT is None:
+        from trafilatura.settings import use_config
+
+        cfg = use_config()
+        cfg.set("DEFAULT", "MIN_EXTRACTED_SIZE", str(MIN_CHARS))
+        _SHORT = cfg
+    return _SHORT
 
 
 def _iso(value: str | None) -> str | None:
@@ -142,18 +166,27 @@ def convert_html(name: str, data: bytes) -> Converted:
         meta["source"] = m.group(1)
     headline = _headline(tree)
     _normalise_blocks(tree)
+
+    def extract(page, config=None):
+        return trafilatura.bare_extraction(page, with_metadata=True, include_comments=False, include_tables=True,
+                                           include_images=False, include_links=False, deduplicate=False, config=config)
+
     try:
-        doc = trafilatura.bare_extraction(
-            tree,
-            with_metadata=True,
-            include_comments=False,
-            include_tables=True,
-            include_images=False,
-            include_links=False,
-            deduplicate=False,
-        )
+        # a page of less main text than trafilatura's MIN_EXTRACTED_SIZE (250 characters) goes to its fallback
+        # extractors, whose baseline puts every text node on a line of its own: 学校<b>6所</b>，总投资 became
+        # three lines, cutting the sentence that answers 几所. The main extractor without that floor is taken
+        # when it keeps the same text (a page it reads well); else what the fallback found
+        short = extract(copy.deepcopy(tree), _short_pages())
+        doc = extract(tree)
     except (ValueError, etree.LxmlError) as e:
         raise FormatError(f"{name}: the web page cannot be parsed ({e})") from None
+    if short is not None and short.text:
+        found = _chars(doc.text) if doc is not None and doc.text else 0
+        if headline and _squash(headline) in _squash(doc.text if doc is not None else "") \
+                and _squash(headline) not in _squash(short.text):
+            found -= _chars(headline)  # the heading is put back below either way
+        if _chars(short.text) >= 0.9 * found:
+            doc = short
     text = (doc.text if doc is not None else "") or ""
     lines = [l.strip() for l in text.splitlines()]
     lines = [l for l in lines if l and not FURNITURE.search(l)]
