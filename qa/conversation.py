@@ -29,6 +29,11 @@ from .query import EN_PLAN, parse
 
 _LEAD = re.compile(r"^\s*(那么|那|还有|另外|再问|再说|然后|and|what about|how about)", re.I)
 _TAIL = re.compile(r"(呢|呐)\s*[？?。.!！]*\s*$")
+# a year said relative to the earlier question's (去年呢？ after 海门区2024年…): made the year it names
+_RELATIVE_ZH = re.compile(r"大前年|前年|去年|上一年|明年|下一年|后年")
+_RELATIVE_ZH_SHIFT = {"大前年": -3, "前年": -2, "去年": -1, "上一年": -1, "明年": 1, "下一年": 1, "后年": 2}
+_RELATIVE_EN = re.compile(r"\b(?:(?:the\s+)?(?:last|previous|prior)\s+year|the\s+year\s+before|(?:the\s+)?next\s+year"
+                          r"|the\s+following\s+year|the\s+year\s+after)\b", re.I)
 _POINT = re.compile(r"(它们|它|这个|这项|这些|这一|这种|这方面|该|此项|此|其|上述|前者|后者|那个|那项)|\b(it|its|this|that|these|those|they|them|there)\b", re.I)
 _QUESTION = re.compile(
     r"(具体|怎么|怎样|如何|什么|哪些|哪个|哪|多少|几|是否|有没有|吗|呢|要求|措施|目标|做法|安排|规定|情况|内容|方面|还有|又|呢|那边|那里|这边|的|了|是|有|要|会|能|可以|呀|啊|吧|和|与|及|以及|请问|一下|说说|讲讲|介绍)"
@@ -198,6 +203,17 @@ def _names_no_scope(q) -> bool:
     return not (q.places or q.years or q.periods or q.kinds or _UNNAMED.search(q.text)) and not is_greeting(q.text)
 
 
+def _absolute_years(question: str, year: int) -> str:
+    """去年 / last year … of a follow-up as the year it means after a question about `year`."""
+    question = _RELATIVE_ZH.sub(lambda m: f"{year + _RELATIVE_ZH_SHIFT[m.group(0)]}年", question)
+
+    def english(m):
+        said = m.group(0).lower()
+        return str(year - 1 if any(w in said for w in ("last", "previous", "prior", "before")) else year + 1)
+
+    return _RELATIVE_EN.sub(english, question)
+
+
 def resolve(question: str, history: list[str], scope=None, known=None) -> str:
     """The standalone form of `question` given the earlier user questions (oldest first).
     `scope` (a qa.scope.Scope) drops short place names the library uses as plain words; `known(query)` says
@@ -214,6 +230,10 @@ def resolve(question: str, history: list[str], scope=None, known=None) -> str:
     if is_greeting(prev):
         return question
     p = parse(prev)
+    if len(p.years) == 1:
+        moved = _absolute_years(question, p.years[0])
+        if moved != question:
+            question, q = moved, parse(moved)
     if scope is not None:
         from dataclasses import replace
 

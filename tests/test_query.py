@@ -385,6 +385,24 @@ def test_english_follow_ups_switch_the_place_or_year_in_the_earlier_question():
     assert resolve("And which projects will be started?", [first]) == f"{first} And which projects will be started?"
 
 
+def test_a_year_said_relative_to_the_earlier_question_is_that_year(settings):
+    """去年呢？ after a question about 2024 asks about 2023 (it was joined to the earlier question, which kept its
+    2024 and was answered with the 2024 target at confidence 0.997); 明年, 前年 and English "last year" too. A
+    question without one year to count from is joined as before."""
+    first = "海门区2024年清华北大录取目标是多少？"
+    assert resolve("去年呢？", [first]) == "2023年海门区清华北大录取目标是多少？"
+    assert resolve("那前年呢？", [first]) == "2022年海门区清华北大录取目标是多少？"
+    assert resolve("明年呢？", ["武进区2020年招聘多少名教师？"]) == "2021年武进区招聘多少名教师？"
+    assert resolve("What about last year?", ["How many teachers will Wujin district recruit in 2020?"]) == \
+        "How many teachers will Wujin district recruit in 2019?"
+    assert resolve("去年呢？", ["滨湖区十四五规划的目标是什么？"]) == "滨湖区十四五规划的目标是什么？ 去年呢？"
+    from qa.service import Service
+
+    body = Service.load(settings, progress=False).ask("去年呢？", history=["武进区2020年招聘多少名中小学编制教师？"])
+    assert body["resolved_question"] == "2019年武进区招聘多少名中小学编制教师？"
+    assert body["no_answer"] and body["no_answer_reason"] == "out_of_scope_period"  # not the 2020 figure
+
+
 def test_english_follow_ups_to_a_chinese_question_ask_it_of_the_new_place_or_year():
     assert resolve("What about Haimen?", ["武进区新增市优质园几所？"]) == "海门区新增市优质园几所？"
     assert resolve("And in 2021?", ["武进区2020年新建几所学校？"]) == "2021年武进区新建几所学校？"
