@@ -49,7 +49,11 @@ def highlight(retriever: Retriever, question: str, q_tokens: list[str], text: st
             best, best_score = i, score
     out = sents[best]
     if len(out) < 20 and best + 1 < len(sents):  # a bare heading: take the sentence that follows too
-        out = out + sents[best + 1]
+        # as the passage says them, the line break between them kept: a highlight is a slice of the passage's
+        # text that a client can find in it and mark (joined, 建设11.深化… was in no passage)
+        at = text.find(out)
+        nxt = text.find(sents[best + 1], at + len(out)) if at >= 0 else -1
+        out = text[at: nxt + len(sents[best + 1])] if nxt >= 0 else out + sents[best + 1]
     return out if len(out) <= MAX_HIGHLIGHT else out[: MAX_HIGHLIGHT - 1] + "…"
 
 
