@@ -135,12 +135,15 @@ def task_reply(prompt: str, key: str, user_texts: list[str]) -> str:
 # ---------------------------------------------------------------- answers
 def answer_text(body: dict) -> str:
     """The extractive answer with numbered citations, then the sources list; a first line
-    "检索：…" says what was searched when a follow-up was resolved into another question."""
+    "检索：…" says what was searched when a follow-up was resolved into another question ("Sources:" and
+    "Searched: …" for a question in English)."""
     lines = []
+    # an English question gets English labels (the passages stay Chinese, as the answer does)
+    en = ((body.get("query") or {}).get("language") == "en")
     resolved = body.get("resolved_question")
     if resolved and resolved != body.get("question"):
-        lines += [f"检索：{resolved}", ""]
-    lines += [body["answer"], "", "来源："]
+        lines += [f"Searched: {resolved}" if en else f"检索：{resolved}", ""]
+    lines += [body["answer"], "", "Sources:" if en else "来源："]
     for p in body["passages"]:
         c = p["citation"]
         quote_ = p["highlight"] if len(p["highlight"]) <= 60 else p["highlight"][:59] + "…"

@@ -108,6 +108,16 @@ def test_follow_up_is_resolved_against_the_earlier_question(client):
     assert body["passages"][0]["citation"]["title"] == "无锡市惠山区2018—2019学年度教育工作意见"
 
 
+def test_an_english_chat_gets_english_labels(client):
+    """The sources list and the search line were labelled 来源 and 检索 for a reader who asked in English."""
+    first = "How many teachers will Wujin District recruit in 2020?"
+    body = chat(client, [user(first), assistant("……[1]"), user("What about Huishan?")]).json()
+    content = body["choices"][0]["message"]["content"]
+    assert content.startswith("Searched: " + body["resolved_question"]) and "\nSources:\n[1] " in content
+    assert "来源：" not in content and "检索：" not in content
+    assert "\n来源：\n[1] " in chat(client, [user("零作业日")]).json()["choices"][0]["message"]["content"]
+
+
 def test_self_contained_question_has_no_search_line(client):
     body = chat(client, [user("零作业日")]).json()
     assert body["resolved_question"] == "零作业日"
