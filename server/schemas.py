@@ -26,6 +26,18 @@ class Filters(BaseModel):
                                            description="documents issued or published on or after this date (YYYY-MM-DD)",
                                            examples=["2020-01-01"])
 
+    @field_validator("issued_after")
+    @classmethod
+    def a_calendar_date(cls, v: str | None) -> str | None:
+        import datetime
+
+        if v is not None:
+            try:
+                datetime.date.fromisoformat(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not a date of the calendar (YYYY-MM-DD)") from None
+        return v
+
 
 class AskRequest(BaseModel):
     model_config = ConfigDict(

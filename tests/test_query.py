@@ -335,8 +335,9 @@ def test_filters_by_kind_and_date_from_the_documents_own_metadata(settings):
                                                "003_699d69580ee34bfa", "004_6f03f12d06f5859c"}
     assert docs(issued_after="2018-08-04") == {"001_c94d74ce0abaca2b", "002_d8b7d3eb7f9ecd3f",
                                                "003_699d69580ee34bfa", "004_6f03f12d06f5859c"}
-    with pytest.raises(QAError, match="YYYY-MM-DD"):
-        svc.ask("教师", filters={"issued_after": "last year"})
+    for bad in ("last year", "2020-02-30", "2020-13-01"):  # not a date, and dates no calendar has
+        with pytest.raises(QAError, match="YYYY-MM-DD"):
+            svc.ask("教师", filters={"issued_after": bad})
 
 
 def test_the_header_answers_questions_about_the_document_itself(settings):

@@ -48,6 +48,7 @@ def test_ask_body_shape(client):
         {"question": 123},
         {"question": "教育", "filters": {"doc_id": "nope"}},
         {"question": "教育", "filters": {"colour": "red"}},
+        {"question": "教育", "filters": {"issued_after": "2020-02-30"}},
         {"question": "教育", "extra": 1},
         {"question": "教\x00育"},
         [],
