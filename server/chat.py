@@ -231,9 +231,15 @@ class Reply:
     usage: dict = field(default_factory=dict)
 
 
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")  # OpenAI's chat roles
+
+
 def plan(req, settings) -> dict:
     """Classify the request without touching the index: cheap, and every refusal comes before retrieval."""
     messages = list(req.messages)
+    for i, m in enumerate(messages):
+        if m.role not in ROLES:  # a typo (usr) was "must contain a non-empty user message"
+            raise QAError(f"messages[{i}].role must be one of {', '.join(ROLES)}, got {m.role!r}")
     texts = [(m.role, text_of(m.content)) for m in messages]
     users = [t for r, t in texts if r == "user"]
     if not users or not any(t.strip() for t in users):

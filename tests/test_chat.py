@@ -304,6 +304,11 @@ def test_bad_chat_requests_get_json_4xx(client, payload):
     assert r.json()["error"]["message"]
 
 
+def test_an_unknown_role_is_named_in_the_error(client):
+    r = client.post("/v1/chat/completions", json={"messages": [{"role": "usr", "content": "零作业日"}]})
+    assert r.status_code == 400 and "messages[0].role" in r.json()["error"]["message"] and "'usr'" in r.json()["error"]["message"]
+
+
 def test_content_parts_are_read_as_text(client):
     body = chat(client, [{"role": "user", "content": [{"type": "text", "text": "零作业"}, {"type": "text", "text": "日"}]}]).json()
     assert body["resolved_question"] == "零作业日"
