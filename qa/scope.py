@@ -28,6 +28,9 @@ class Verdict:
     query: Query | None = None  # the query with only the places that count as places here
 
 
+LISTED = 10  # the documents a "not in the corpus" reply names
+
+
 class Scope:
     def __init__(self, docs: dict[str, dict], texts: dict[str, str]):
         """docs: doc_id -> metadata (title, region, city, years); texts: doc_id -> its cited text."""
@@ -122,11 +125,18 @@ class Scope:
         return bool(own) and any(k in own or own in k for k in kinds)
 
     def covered(self, language: str = "zh") -> str:
+        """What the library covers, for a "not in the corpus" reply: each distinct label once (seven uploads of
+        one notice were listed seven times), at most LISTED of them, then how many documents there are in all
+        (a reply listed every document of the library, however many)."""
+        labels = list(dict.fromkeys(self.labels.values()))
+        shown, more = labels[:LISTED], len(labels) - LISTED
         if language == "en":
-            return ("They cover: " + "; ".join(self.labels.values()) + ".") if self.labels else "There are no documents yet."
-        if not self.labels:
+            if not labels:
+                return "There are no documents yet."
+            return "They cover: " + "; ".join(shown) + (f"; and {more} more ({len(self.labels)} documents in all)." if more > 0 else ".")
+        if not labels:
             return "知识库中还没有文件。"
-        return "现有：" + "；".join(self.labels.values()) + "。"
+        return "现有：" + "；".join(shown) + (f"；等，共{len(self.labels)}份文件。" if more > 0 else "。")
 
 
 def _label(meta: dict) -> str:

@@ -439,3 +439,18 @@ def test_english_words_in_a_row_are_looked_up_as_one_word_of_the_library():
     assert "培训机构" in b.translate("training institutions") and "幼儿园" in b.translate("kindergartens")
     assert "教育现代化" not in b.translate("modernization of education")  # not in a row: no compound
     assert b.translate("the of and") == []
+
+
+def test_the_out_of_scope_reply_names_each_label_once_and_at_most_ten():
+    """Seven uploads of one notice were listed seven times, and the reply listed every document of the library."""
+    from qa.scope import LISTED, Scope
+
+    docs = {"000": {"title": "无锡市惠山区2018—2019学年度教育工作意见", "region": "惠山区", "city": "无锡市", "years": [2018, 2019]}}
+    docs |= {f"notice{i}": {"title": "滨湖区体质监测通知", "region": "滨湖区", "city": "无锡市", "years": [2025]} for i in range(7)}
+    v = Scope(docs, {d: "" for d in docs}).check(parse("江阴市今年新建几所幼儿园？"))
+    assert v.reason == "out_of_scope_place" and v.message.count("滨湖区体质监测通知") == 1 and "惠山区" in v.message
+    many = {f"d{i}": {"title": f"第{i}号文件", "years": [2020]} for i in range(40)}
+    v = Scope(many, {d: "" for d in many}).check(parse("江阴市今年新建几所幼儿园？"))
+    assert v.message.count("号文件") == LISTED and v.message.endswith("等，共40份文件。")
+    en = Scope(many, {d: "" for d in many}).check(parse("How many kindergartens will Jiangyin build?"))
+    assert en.message.count("号文件") == LISTED and en.message.endswith("and 30 more (40 documents in all).")
