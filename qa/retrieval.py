@@ -929,6 +929,21 @@ class Retriever:
 
     def search(self, question: str, top_k: int = 5, filters: dict | None = None,
                history: list[str] | None = None, signals: "Signals | None" = None) -> SearchResult:
+        result = self._search(question, top_k, filters, history, signals)
+        if history and signals is None and result.resolved_question != question and result.reason == "low_relevance":
+            from .conversation import is_followup
+
+            # a question that says its own topic, leaned on the conversation only because the library uses all its
+            # words (教师队伍建设有哪些举措？ after 学校食堂饭菜多少钱一份？), and refused when joined to it: asked on
+            # its own it may be answered. A follow-up by its form (那…呢, 它, a few words) is never asked alone
+            if not is_followup(question):
+                alone = self._search(question, top_k, filters, None, None)
+                if alone.reason is None:
+                    return alone
+        return result
+
+    def _search(self, question: str, top_k: int = 5, filters: dict | None = None,
+                history: list[str] | None = None, signals: "Signals | None" = None) -> SearchResult:
         lut = self._allowed(filters, per_doc=True)  # checks the filters before any work
         sig = signals or self.signals(question, history, filters=filters)
         if sig.rows is None:

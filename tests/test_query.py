@@ -454,3 +454,17 @@ def test_the_out_of_scope_reply_names_each_label_once_and_at_most_ten():
     assert v.message.count("号文件") == LISTED and v.message.endswith("等，共40份文件。")
     en = Scope(many, {d: "" for d in many}).check(parse("How many kindergartens will Jiangyin build?"))
     assert en.message.count("号文件") == LISTED and en.message.endswith("and 30 more (40 documents in all).")
+
+
+def test_a_question_with_its_own_topic_is_not_refused_for_the_unanswerable_one_before_it(settings):
+    """教师队伍建设有哪些举措？ names its own topic, but the library uses all its words, so it leaned on the
+    conversation: joined to 学校食堂饭菜多少钱一份？ (which the documents do not answer) it was refused for want of an
+    amount. Refused when joined, it is asked on its own; a follow-up by its form (那…呢) never is."""
+    from qa.service import Service
+
+    svc = Service.load(settings, progress=False)
+    body = svc.ask("教师队伍建设有哪些举措？", history=["学校食堂饭菜多少钱一份？"])
+    assert body["resolved_question"] == "教师队伍建设有哪些举措？" and not body["no_answer"]
+    assert body["passages"][0]["text"] == svc.ask("教师队伍建设有哪些举措？")["passages"][0]["text"]
+    follow = svc.ask("那惠山区呢？", history=["学校食堂饭菜多少钱一份？"])
+    assert follow["resolved_question"] != "那惠山区呢？"
