@@ -138,6 +138,8 @@ def cmd_add(args) -> int:
     files = []
     for name in args.files:
         p = Path(name)
+        if p.is_dir():
+            raise QAError(f"{name}: a folder, not a file (give the files in it)")
         if not p.is_file():
             raise QAError(f"{name}: no such file")
         size = p.stat().st_size
@@ -295,8 +297,15 @@ def cmd_serve(args) -> int:
 
 
 # -------------------------------------------------------------------- main
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument said in one line (the usage block made 4 of it; `--help` still shows it)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qa", description="Cited-passage Q&A over Chinese education policy documents.")
+    p = _Parser(prog="qa", description="Cited-passage Q&A over Chinese education policy documents.")
     p.add_argument("--corpus", help="folder of .txt documents (default: the seeds)")
     p.add_argument("--data-dir", help="where indexes and the built model live (env QA_DATA_DIR)")
     sub = p.add_subparsers(dest="command", required=True)

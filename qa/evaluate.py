@@ -50,7 +50,7 @@ def load_split(path: Path) -> dict[str, str]:
 
 def load_questions(path: Path) -> list[dict]:
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()  # a BOM (Notepad, Excel) is not line 1's
     except OSError as e:
         raise QAError(f"{path}: cannot read question file ({e.strerror})") from None
     except UnicodeDecodeError:

@@ -3,6 +3,7 @@ while loading, a server that follows `qa add` from another process at once, offl
 docs, `qa serve`'s options, and listings that load no model."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -145,6 +146,20 @@ def test_serve_help_shows_the_defaults_and_bad_settings_are_one_line():
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     r = _qa("serve", "--port", "0", timeout=60)
     assert r.returncode == 2 and "--port must be between 1 and 65535" in r.stderr
+
+
+def test_bad_arguments_and_files_are_one_line_on_the_command_line(tmp_path):
+    """argparse printed its usage block over the error (4 lines for --top-k abc); a folder given to qa add was
+    'no such file'; a question file saved with a BOM (Notepad, Excel) was 'not a JSON object' at line 1."""
+    for args, words in ((["ask", "双减", "--top-k", "abc"], "invalid int value: 'abc'"),
+                        (["ask"], "required: question"), (["add", str(tmp_path)], "a folder, not a file")):
+        r = _qa(*args, timeout=120)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and words in r.stderr, (args, r.stderr)
+        assert r.stderr.startswith("qa") and "usage:" not in r.stderr
+    bom = tmp_path / "bom.jsonl"
+    bom.write_text(json.dumps({"question": "零作业日", "evidence": "零作业日"}, ensure_ascii=False) + "\n", encoding="utf-8-sig")
+    r = _qa("eval", str(bom), "--json", timeout=300)
+    assert r.returncode == 0 and json.loads(r.stdout)["overall"]["questions"] == 1, r.stderr
 
 
 def test_a_question_of_invisible_characters_is_empty_on_the_command_line():
