@@ -373,7 +373,8 @@ def test_greetings_and_thanks_are_not_questions(settings, said, history):
 
     body = Service.load(settings, progress=False).ask(said, history=history)
     assert body["no_answer"] and body["no_answer_reason"] == "not_a_question"
-    assert body["resolved_question"] == said and "可以查询的文件" in body["answer"]
+    assert body["resolved_question"] == said
+    assert ("Documents you can ask about" if said[0].isascii() and said[0].isalpha() else "可以查询的文件") in body["answer"]
     assert body["answer"].startswith("请用文字提问") == is_wordless(said)  # nothing but symbols: ask in words
 
 
