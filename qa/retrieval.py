@@ -38,6 +38,7 @@ from .lexical import (HAN_WORD, Bilingual, bigrams, content_words, dictionary_wo
                       synonyms, tokenize)
 from .postings import IDF, CorpusWords, Postings, TokenSets
 from .query import ANSWER_TYPES, COUNT, Query, counts_asked, holds_answer_type, parse
+from .text import is_date
 from .records import Chunk
 
 RRF_K = 60
@@ -285,7 +286,7 @@ class Retriever:
             keep &= {d for d, m in docs.items() if m.get("kind") == filters["kind"]}
         if filters.get("issued_after") is not None:
             after = str(filters["issued_after"])
-            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", after) or not _is_date(after):
+            if not is_date(after):
                 raise QAError(f"filter issued_after must be a date YYYY-MM-DD, got {after!r}")
             keep &= {d for d, m in docs.items() if _date(m) >= after}
         lut = self._doc_table(keep)
@@ -1046,17 +1047,6 @@ def _window_spans(text: str) -> list[tuple[int, int]]:
     if a is not None:
         spans.append((a, b))
     return spans
-
-
-def _is_date(text: str) -> bool:
-    """A calendar date (2020-02-30 and 2020-13-01 are not)."""
-    import datetime
-
-    try:
-        datetime.date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _date(meta: dict) -> str:

@@ -35,6 +35,19 @@ def cn_to_int(s: str) -> int:
     return _CN_VALUES[s]
 
 
+def is_date(text: str) -> bool:
+    """A calendar date YYYY-MM-DD (2020-02-30 and 2020-13-01 are not)."""
+    import datetime
+
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return False
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 def squash(s: str) -> str:
     """Remove all whitespace: the comparison form for evidence and citations."""
     return re.sub(r"\s+", "", s)

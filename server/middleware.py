@@ -43,8 +43,7 @@ async def refuse_unread(response, scope, receive, send, declared: int | None = N
     if declared is None:
         size = headers.get(b"content-length")
         declared = int(size) if size is not None and size.isdigit() else None
-    if scope.get("method") not in ("GET", "HEAD", "OPTIONS") and not waits and (declared or 0) <= DRAIN_MAX \
-            and (declared is None or declared > 0):
+    if not waits and (declared is None or 0 < declared <= DRAIN_MAX):
         seen = 0
         try:
             async with asyncio.timeout(DRAIN_TIMEOUT_S):

@@ -29,13 +29,10 @@ class Filters(BaseModel):
     @field_validator("issued_after")
     @classmethod
     def a_calendar_date(cls, v: str | None) -> str | None:
-        import datetime
+        from qa.text import is_date
 
-        if v is not None:
-            try:
-                datetime.date.fromisoformat(v)
-            except ValueError:
-                raise ValueError(f"{v!r} is not a date of the calendar (YYYY-MM-DD)") from None
+        if v is not None and not is_date(v):
+            raise ValueError(f"{v!r} is not a date of the calendar (YYYY-MM-DD)")
         return v
 
 

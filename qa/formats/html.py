@@ -44,7 +44,9 @@ SOURCE_LINE = re.compile(r"(?:来源|信息来源|发布机构|发文机关)\s*[
 
 
 def _squash(text: str | None) -> str:
-    return re.sub(r"\s", "", text or "")
+    from ..text import squash
+
+    return squash(text or "")
 
 
 def _chars(text: str | None) -> int:
