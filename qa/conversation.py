@@ -77,10 +77,11 @@ def _is_thanks(text: str) -> bool:
 
 
 def greeting_reply(text: str, titles: list[str]) -> str:
-    from .query import is_wordless
+    from .query import is_contentless, is_wordless
 
     if re.search(r"[A-Za-z]", text) and not re.search(r"[\u3400-\u9fff]", text):  # hello, thanks, what can you do?
-        head = "You're welcome! " if _is_thanks(text) else "Hello! "
+        head = "Please ask a question in words (a topic, a target, a measure). " if is_contentless(text) else \
+            "You're welcome! " if _is_thanks(text) else "Hello! "
         return "\n".join([
             head + "I answer questions about the education policy documents below with the passages that say it, each "
                    "cited (document, section, paragraph). Ask in Chinese or in English; the passages are in Chinese.",
@@ -91,7 +92,7 @@ def greeting_reply(text: str, titles: list[str]) -> str:
             "For example: “What is Haimen's 2024 target for admissions to Tsinghua and Peking University?” Follow-ups "
             "work too: ask about Wujin, then “What about Huishan?”.",
         ])
-    head = "请用文字提问。" if is_wordless(text) else "不客气！" if _is_thanks(text) else "你好！"
+    head = "请用文字提问。" if is_wordless(text) else "请说出要查询的内容（例如一项政策、指标或措施）。" if is_contentless(text) else "不客气！" if _is_thanks(text) else "你好！"
     lines = [
         head + "我是教育政策问答服务：用中文提问，我从下面这些政策文件里找出最相关的原文段落，每条都标明出处（文件、章节、段落）。",
         "",

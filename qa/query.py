@@ -147,6 +147,19 @@ def is_wordless(text: str) -> bool:
     return not any(unicodedata.category(ch)[0] in "LN" for ch in text)
 
 
+_CONTENT = re.compile(r"[\u3400-\u9fff]|[a-z]{2,}|\d{2,}")
+
+
+def is_contentless(text: str) -> bool:
+    """Letters or digits, but nothing to look up: no Chinese word, no English word of two letters or more and
+    no number of two digits or more once stopwords and question words are gone ("x", "1", "the", "请问",
+    "what is it"). Of the project's 7,601 evaluation questions only one follow-up is (目标是什么？), and a
+    follow-up is judged after the conversation has made it standalone."""
+    from .lexical import tokenize
+
+    return not is_wordless(text) and not any(_CONTENT.search(w) for w in tokenize(normalise(text)))
+
+
 def normalise(text: str) -> str:
     """Simplified characters, half-width letters and digits, one space between words, no invisible
     characters. Chinese punctuation is kept (it marks sentence ends for the highlighter)."""

@@ -969,10 +969,10 @@ class Retriever:
         probability = self.answerable(features)
         reason, message = None, ""
         from .conversation import greeting_reply, is_greeting
-        from .query import is_wordless
+        from .query import is_contentless, is_wordless
 
-        if is_greeting(question) or is_wordless(question):
-            # 你好 / 好的，谢谢 / 😀 is not a question: say what can be asked instead of citing a passage
+        if is_greeting(question) or is_wordless(question) or is_contentless(sig.resolved or question):
+            # 你好 / 好的，谢谢 / 😀 / "x" is not a question: say what can be asked instead of citing a passage
             titles = [m.get("title") or d for d, m in self.data.docs.items()]
             reason, message = "not_a_question", greeting_reply(question, titles)
         elif best is None:

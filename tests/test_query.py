@@ -378,6 +378,25 @@ def test_greetings_and_thanks_are_not_questions(settings, said, history):
     assert body["answer"].startswith("请用文字提问") == is_wordless(said)  # nothing but symbols: ask in words
 
 
+@pytest.mark.parametrize("said", ["x", "a", "1", "the", "what is it", "请问", "请问一下", "这个呢？"])
+def test_a_question_with_nothing_to_look_up_gets_no_passage_cited(settings, said):
+    """A letter, a digit, English stopwords or bare question words were answered with whatever passage came first
+    (x 0.51, 1 0.89, 请问 0.65 against the threshold 0.48). A word, an English word or a number of two digits or
+    more is something to look up (985, 2025, test and 普惠性幼儿园覆盖率 stay answered); a follow-up is judged
+    after the conversation has made it standalone."""
+    from qa.query import is_contentless
+    from qa.service import Service
+
+    svc = Service.load(settings, progress=False)
+    body = svc.ask(said)
+    assert is_contentless(said) and body["no_answer"] and body["no_answer_reason"] == "not_a_question"
+    assert body["answer"].startswith("Please ask a question in words" if said[0].isascii() and said[0].isalpha()
+                                     else "请说出要查询的内容")
+    assert not is_contentless("985") and not is_contentless("2025") and not is_contentless("普惠性幼儿园覆盖率")
+    followup = svc.ask(said, history=["海门区2024年清华北大录取目标是多少？"])
+    assert followup["resolved_question"] != said and followup["no_answer_reason"] != "not_a_question"
+
+
 def test_english_follow_ups_switch_the_place_or_year_in_the_earlier_question():
     first = "What school construction projects will Wujin District complete in 2020?"
     assert resolve("What about Huishan?", [first]) == "What school construction projects will Huishan complete?"
