@@ -20,6 +20,11 @@ scope of its own is left alone. Greetings and thanks are left alone too.
 
 The earlier turns are resolved first, so a chain of follow-ups keeps its topic.
 `resolve` is the seam where a language model could rewrite questions later.
+
+「X呢？」 with a topic X of its own is read two ways: the earlier question asked of X (幼儿园呢？ after
+武进区2020年中小学备案聘用教师要招多少名？) or X under the earlier scope (成人教育呢？ after 某区's 托幼一体化).
+`topic_switch` gives the second reading; the retriever takes it when the first reading's best passage does
+not say X's words and the second's does.
 """
 from __future__ import annotations
 
@@ -273,3 +278,35 @@ def resolve(question: str, history: list[str], scope=None, known=None) -> str:
         return f"{scope_words}{when}{topic}{(' ' + rest) if rest else ''}".strip()
     # same place and period: the earlier question's scope and topic, then the follow-up
     return f"{prev} {question}".strip()
+
+
+# 「(那)X(方面|这块…)呢？」: X a topic of its own, not a question word, a period or a pointer back
+_SWITCH = re.compile(r"^\s*(?:那么|那|还有|另外|再问|再说|然后)?\s*(.+?)\s*(?:这方面|方面|这一块|这块|这部分|部分|的话|问题|的情况|情况)?"
+                     r"\s*(?:呢|呐|怎么样|如何|怎么说|又如何|又怎样)\s*[？?。.!！]*\s*$")
+_NOT_A_TOPIC = re.compile(r"怎么|怎样|如何|什么|哪|多少|几|吗|是否|有没有|具体|学年|学期|年度|年|届|月")
+_KIND_SAID = re.compile(r"工作意见|工作计划|工作要点|专项规划|发展规划|规划|意见|计划|要点")
+
+
+def topic_switch(question: str, history: list[str], scope=None, known=None) -> tuple[str, str] | None:
+    """(X, X asked under the earlier question's place, period and document) for a Chinese 「X呢？」 follow-up
+    that names no place or period of its own; None for any other question."""
+    history = [h for h in (history or []) if isinstance(h, str) and h.strip()][-6:]
+    if not history:
+        return None
+    q = parse(question)
+    if q.language != "zh" or q.places or q.years or q.periods or _POINT.search(q.text):
+        return None
+    m = _SWITCH.match(q.text)
+    if m is None:
+        return None
+    topic = m.group(1).strip(" ，,")
+    if len(bare(topic, q)) < 2 or _NOT_A_TOPIC.search(topic):
+        return None
+    prev = resolve(history[-1], history[:-1], scope, known)
+    if is_greeting(prev):
+        return None
+    p = parse(prev)
+    places = scope.real_places(p) if scope is not None else p.places
+    said = [x.said for x in places] + (list(p.periods) or [f"{y}年" for y in p.years])
+    said += [m.group(0) for m in (_UNNAMED.search(p.text), _KIND_SAID.search(p.text)) if m is not None]
+    return topic, f"{''.join(dict.fromkeys(said))}{topic}"

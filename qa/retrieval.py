@@ -931,6 +931,18 @@ class Retriever:
     def search(self, question: str, top_k: int = 5, filters: dict | None = None,
                history: list[str] | None = None, signals: "Signals | None" = None) -> SearchResult:
         result = self._search(question, top_k, filters, history, signals)
+        if history and signals is None and result.reason != "not_a_question":
+            from .conversation import topic_switch
+
+            # 「X呢？」: the earlier question asked of X, or X under the earlier scope. The first reading's answer
+            # must say X; when its best passage does not and the second's does, the second is the answer
+            switch = topic_switch(question, history, self.scope, self.says_all)
+            if switch is not None and not self._says(result, switch[0]):
+                sig = self.signals(switch[1], None, filters)
+                sig.question = question
+                other = self._search(question, top_k, filters, history, sig)
+                if self._says(other, switch[0]):
+                    return other
         if history and signals is None and result.resolved_question != question and result.reason == "low_relevance":
             from .conversation import is_followup
 
@@ -942,6 +954,14 @@ class Retriever:
                 if alone.reason is None:
                     return alone
         return result
+
+    @staticmethod
+    def _says(result: SearchResult, words: str) -> bool:
+        """Whether the best passage of `result` holds every word of `words`."""
+        from .lexical import tokenize
+
+        text = result.candidates[0].chunk.text.lower() if result.candidates else ""
+        return bool(text) and all(t in text for t in tokenize(words))
 
     def _search(self, question: str, top_k: int = 5, filters: dict | None = None,
                 history: list[str] | None = None, signals: "Signals | None" = None) -> SearchResult:

@@ -397,6 +397,27 @@ def test_a_question_with_nothing_to_look_up_gets_no_passage_cited(settings, said
     assert followup["resolved_question"] != said and followup["no_answer_reason"] != "not_a_question"
 
 
+@pytest.mark.parametrize("history, followup, says", [
+    # a new topic under the earlier scope: the joined question ranked the earlier topic's passage first
+    (["武进区2020年教育工作意见提到疫情了吗？", "师生心理方面呢？"], "家庭教育呢？", "父母成长营"),
+    (["2020年某区教育工作要点里，托幼一体化怎么说？"], "成人教育呢？", "成人学校"),
+    (["惠山区2018—2019学年度对普通高中发展有什么要求？"], "那职业教育呢？", "积极推进产教融合"),
+    # the earlier question asked of X: its best passage says X, so it stays
+    (["武进区2020年中小学备案聘用教师要招多少名？"], "幼儿园呢？", "幼儿园备案聘用教师250名"),
+    (["海门区2024年对海门中学高考985录取的目标是多少？"], "实验学校呢？", "985录取不少于7人"),
+])
+def test_a_topic_said_alone_after_a_question_is_answered_where_the_documents_say_it(settings, history, followup, says):
+    from qa.conversation import topic_switch
+    from qa.service import Service
+
+    body = Service.load(settings, progress=False).ask(followup, top_k=5, history=history)
+    assert not body["no_answer"] and says in body["passages"][0]["text"], body["resolved_question"]
+    topic, alone = topic_switch(followup, history)
+    assert topic in alone and topic in followup
+    assert topic_switch("那具体要怎么落实呢？", history) is None and topic_switch("上一学年度呢？", history) is None
+    assert topic_switch("它下面的子课题呢？", history) is None and topic_switch(followup, []) is None
+
+
 def test_english_follow_ups_switch_the_place_or_year_in_the_earlier_question():
     first = "What school construction projects will Wujin District complete in 2020?"
     assert resolve("What about Huishan?", [first]) == "What school construction projects will Huishan complete?"
