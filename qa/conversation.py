@@ -294,7 +294,11 @@ def topic_switch(question: str, history: list[str], scope=None, known=None) -> t
     if not history:
         return None
     q = parse(question)
-    if q.language != "zh" or q.places or q.years or q.periods or _POINT.search(q.text):
+    if q.places or q.years or q.periods or _POINT.search(q.text):
+        return None
+    # English follow-ups ("And for kindergarten teachers' certification?") read the same way changed no turn of
+    # the 502 evaluated (the second reading's answer was refused, or its passage not shown to say X): not done
+    if q.language != "zh":
         return None
     m = _SWITCH.match(q.text)
     if m is None:

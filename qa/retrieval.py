@@ -941,8 +941,8 @@ class Retriever:
                 sig = self.signals(switch[1], None, filters)
                 sig.question = question
                 other = self._search(question, top_k, filters, history, sig)
-                if self._says(other, switch[0]):
-                    return other
+                if self._says(other, switch[0]) and (other.reason is None or result.reason is not None):
+                    return other  # never an answer traded for a refusal
         if history and signals is None and result.resolved_question != question and result.reason == "low_relevance":
             from .conversation import is_followup
 
