@@ -34,6 +34,11 @@ from .query import EN_PLAN, parse
 
 _LEAD = re.compile(r"^\s*(那么|那|还有|另外|再问|再说|然后|and|what about|how about)", re.I)
 _TAIL = re.compile(r"(呢|呐)\s*[？?。.!！]*\s*$")
+# a short first clause that ends in 呢 (武进呢？有没有点名要支持的学校？ / 上一年呢，考得怎么样？): a follow-up too
+_HEAD = re.compile(r"^([^，,？?。!！]{1,12}?)(?:呢|呐)\s*[，,？?。!！]\s*(?=\S)")
+# what ties a question to a document without saying a topic: 那份学年意见里, 当年, 现在
+_SCOPE_WORDS = re.compile(r"(?:那份|这份|该)?(?:教育)?(?:工作意见|工作计划|工作要点|专项规划|发展规划|规划|意见|计划|要点)(?:里|中|上)?"
+                          r"|当年|那年|那时候|那时|这学年|本学年|上学年|下学年|学年度|学年|现在|目前|如今")
 # a year said relative to the earlier question's (去年呢？ after 海门区2024年…): made the year it names
 _RELATIVE_ZH = re.compile(r"大前年|前年|去年|上一年|明年|下一年|后年")
 _RELATIVE_ZH_SHIFT = {"大前年": -3, "前年": -2, "去年": -1, "上一年": -1, "明年": 1, "下一年": 1, "后年": 2}
@@ -148,11 +153,11 @@ def is_followup(question: str) -> bool:
     q = parse(question)
     if is_greeting(q.text):
         return False
-    if _LEAD.search(q.text) or _TAIL.search(q.text) or _POINT.search(q.text):
+    if _LEAD.search(q.text) or _TAIL.search(q.text) or _POINT.search(q.text) or _HEAD.search(q.text):
         return True
     if q.language == "en":
         return len(re.findall(r"[A-Za-z]{3,}", q.text)) <= 3
-    return len(bare(q.text, q)) <= 3
+    return len(bare(_SCOPE_WORDS.sub("", q.text), q)) <= 3
 
 
 _EN_YEARS = re.compile(r"\b(?:19|20)\d{2}(?:\s*[-–—]\s*(?:19|20)?\d{2})?\b")
@@ -258,7 +263,7 @@ def resolve(question: str, history: list[str], scope=None, known=None) -> str:
         q = replace(q, places=tuple(scope.real_places(q)))
         p = replace(p, places=tuple(scope.real_places(p)))
     own = _LEAD.sub("", q.text)
-    own = _TAIL.sub("", own).strip(" ，,？?")
+    own = _HEAD.sub(r"\1 ", _TAIL.sub("", own)).strip(" ，,？?")
     if q.language == "en" and p.language == "en":
         return _resolve_english(question, prev, q, p)
     if q.language == "en":

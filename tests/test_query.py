@@ -418,6 +418,21 @@ def test_a_topic_said_alone_after_a_question_is_answered_where_the_documents_say
     assert topic_switch("它下面的子课题呢？", history) is None and topic_switch(followup, []) is None
 
 
+@pytest.mark.parametrize("followup, history, says", [
+    # a first clause that ends in 呢, then more: a follow-up (it was asked alone)
+    ("武进呢？有没有点名要支持的学校？", ["海门2024年职业教育有什么大动作？", "产教融合具体怎么搞？"], "武进"),
+    ("上一年呢，考得怎么样？", ["海门2024年普通高考的整体目标是什么？"], "2023年"),
+    # a place, a document or a time, and no topic of its own: a follow-up (现在, 当年那份学年意见 were counted as topic)
+    ("海门现在建成多少了？", ["滨湖“十四五”规划里，智慧校园怎么推进？"], "智慧校园"),
+    ("惠山当年那份学年意见里是怎么要求的？", ["我在做滨湖区学校后勤的调研，直饮水现在覆盖得怎样？", "食堂治理有时间表吗？"], "食堂"),
+])
+def test_a_follow_up_that_says_no_topic_of_its_own_takes_the_conversations(followup, history, says):
+    assert is_followup(followup)
+    resolved = resolve(followup, history)
+    assert resolved != followup and says in resolved
+    assert not is_followup("教师队伍建设有哪些举措？")
+
+
 def test_english_follow_ups_switch_the_place_or_year_in_the_earlier_question():
     first = "What school construction projects will Wujin District complete in 2020?"
     assert resolve("What about Huishan?", [first]) == "What school construction projects will Huishan complete?"
