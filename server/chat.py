@@ -134,20 +134,33 @@ def task_reply(prompt: str, key: str, user_texts: list[str]) -> str:
 
 # ---------------------------------------------------------------- answers
 def answer_text(body: dict) -> str:
-    """The extractive answer with numbered citations, then the sources list; a first line
-    "检索：…" says what was searched when a follow-up was resolved into another question ("Sources:" and
-    "Searched: …" for a question in English)."""
+    """The extractive answer with numbered citations, then the sources as a list (one item each, as every
+    markdown renderer shows it); a first line "检索：…" says what was searched when a follow-up was resolved
+    into another question ("Sources:" and "Searched: …" for a question asked in English, whatever the
+    conversation's language). A reply that the documents do not answer lists no sources as if they did: the
+    closest passages under their own heading when they were only too far from the question (low_relevance),
+    none when the question is about another place or period, or is not a question."""
+    from qa.query import language
+
     lines = []
     # an English question gets English labels (the passages stay Chinese, as the answer does)
-    en = ((body.get("query") or {}).get("language") == "en")
+    en = language(body.get("question") or "") == "en" or (body.get("query") or {}).get("language") == "en"
     resolved = body.get("resolved_question")
     if resolved and resolved != body.get("question"):
         lines += [f"Searched: {resolved}" if en else f"检索：{resolved}", ""]
-    lines += [body["answer"], "", "Sources:" if en else "来源："]
-    for p in body["passages"]:
-        c = p["citation"]
-        quote_ = p["highlight"] if len(p["highlight"]) <= 60 else p["highlight"][:59] + "…"
-        lines.append(f"[{p['rank']}] {_where(c)}：“{quote_}”")
+    lines.append(body["answer"])
+    refused, reason = body.get("no_answer"), body.get("no_answer_reason")
+    if body["passages"] and (not refused or reason == "low_relevance"):
+        if refused:
+            head = "Closest passages (not an answer):" if en else "参考段落（不是答案）："
+        else:
+            head = "Sources:" if en else "来源："
+        lines += ["", head]
+        for p in body["passages"]:
+            c = p["citation"]
+            said = " ".join(p["highlight"].split())  # one line: a heading and its sentence would break the item
+            quote_ = said if len(said) <= 60 else said[:59] + "…"
+            lines.append(f"- [{p['rank']}] {_where(c)}：“{quote_}”")
     from .safe_text import neutralise_markup  # uploaded text may hold links and HTML; frontends render markdown
 
     return neutralise_markup("\n".join(lines))

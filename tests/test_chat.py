@@ -113,9 +113,30 @@ def test_an_english_chat_gets_english_labels(client):
     first = "How many teachers will Wujin District recruit in 2020?"
     body = chat(client, [user(first), assistant("……[1]"), user("What about Huishan?")]).json()
     content = body["choices"][0]["message"]["content"]
-    assert content.startswith("Searched: " + body["resolved_question"]) and "\nSources:\n[1] " in content
-    assert "来源：" not in content and "检索：" not in content
-    assert "\n来源：\n[1] " in chat(client, [user("零作业日")]).json()["choices"][0]["message"]["content"]
+    assert content.startswith("Searched: " + body["resolved_question"]) and body["no_answer"]  # no count for Huishan
+    assert "\nClosest passages (not an answer):\n- [1] " in content
+    assert "来源：" not in content and "检索：" not in content and "参考段落" not in content
+    assert "Sources:\n- [1] " in chat(client, [user("What is the zero homework day?")]).json()["choices"][0]["message"]["content"]
+    assert "\n来源：\n- [1] " in chat(client, [user("零作业日")]).json()["choices"][0]["message"]["content"]
+    # an English follow-up to a Chinese question is searched in Chinese, and still labelled in English
+    body = chat(client, [user("惠山区学前教育有什么目标？"), assistant("……[1]"), user("What about Haimen?")]).json()
+    content = body["choices"][0]["message"]["content"]
+    assert content.startswith("Searched: ") and "\nSources:\n" in content and "来源：" not in content
+
+
+def test_a_reply_the_documents_do_not_give_lists_no_sources_as_if_they_did(client):
+    """Every “not in these documents” chat reply ended with the sources list, header lines of other places'
+    documents included, which readers took for evidence; and the sources were lines joined by single line
+    breaks, one paragraph in a CommonMark client."""
+    content = chat(client, [user("香港有冇類似政策？")]).json()["choices"][0]["message"]["content"]
+    assert "来源：" not in content and "[1]" not in content  # another place: nothing to list
+    body = chat(client, [user("学校食堂饭菜多少钱一份？")]).json()
+    content = body["choices"][0]["message"]["content"]
+    assert body["no_answer_reason"] == "low_relevance" and "来源：" not in content
+    assert "\n参考段落（不是答案）：\n- [1] " in content and body["passages"]
+    answered = chat(client, [user("普惠性幼儿园覆盖率")]).json()["choices"][0]["message"]["content"]
+    items = answered.split("来源：\n", 1)[1].split("\n")
+    assert len(items) >= 2 and all(line.startswith("- [") for line in items)
 
 
 def test_self_contained_question_has_no_search_line(client):
