@@ -126,7 +126,12 @@ def bare(text: str, query) -> str:
 
 
 _UNNAMED = re.compile(r"(某|该|本|全)(区|市|县)")
-_DOCUMENT = re.compile(r"(那份|这份|该)?(教育)?(工作意见|工作计划|工作要点|专项规划|发展规划|规划|意见|计划|要点)(里|中|上)?")
+# the kind of document a question names: 工作意见 … always; 规划, 意见, 计划, 要点 only as a document (那份规划, 意见里,
+# 2020年要点, “十四五”规划, 滨湖区规划), not as the topic they also are (惠山区对学前教育有什么规划？)
+_KINDS = r"(?:工作意见|工作计划|工作要点|专项规划|发展规划)"
+_DOCUMENT = re.compile(r"(?:那份|这份|该)?(?:教育)?" + _KINDS + r"(?:里|中|上)?"
+                       r"|(?:那份|这份|该)(?:教育)?(?:规划|意见|计划|要点)(?:里|中|上)?|(?:教育)?(?:规划|意见|计划|要点)(?:里|中|上)"
+                       r"|(?:(?<=[”\"」』年度五])|^)(?:教育)?(?:规划|意见|计划|要点)")  # after a place, year or “十四五”
 _EN_PLAN_SAID = re.compile(r"(?:\b(?:the|this|its)\s+)?(?:" + EN_PLAN.pattern + r")(?:\s+plans?)?(?:\s+period)?", re.I)
 
 
@@ -146,6 +151,8 @@ def strip_scope(text: str, query, places: bool, years: bool) -> str:
         for plan in ("十三五", "十四五", "十五五", "今年", "去年", "明年"):
             text = text.replace(plan, "")
     text = re.sub(r"[“\"「『]\s*[”\"」』]", "", text)  # quotes left empty
+    text = re.sub(r"(?:^|(?<=[\s，,？?。]))(?:那么|那)?\s*(?:呢|呐)\s*[？?。.!！]*(?=\s|$)", "", text)  # 去年呢？ less its year
+    text = re.sub(r"请问一下|请问|想问一下", "", text)
     return re.sub(r"^[\s，,、的在对里对于关于]+", "", text).strip()
 
 

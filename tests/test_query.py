@@ -433,6 +433,19 @@ def test_a_follow_up_that_says_no_topic_of_its_own_takes_the_conversations(follo
     assert not is_followup("教师队伍建设有哪些举措？")
 
 
+def test_the_question_a_place_switch_asks_keeps_its_topic_and_no_debris():
+    """Found by a user test: 规划 was taken for the document's kind and dropped from the topic (海门区学前教育有什么？),
+    请问 stayed in it, and 去年呢？ left a bare 呢？ behind once its year was taken away (the chat shows this line)."""
+    assert resolve("那海门区呢？", ["惠山区对学前教育有什么规划？"]) == "海门区学前教育有什么规划？"
+    assert resolve("那海门区呢？", ["請問惠山區對學前教育有甚麼規劃？"]).startswith("海门区学前教育有")
+    chain = ["惠山区今年在教师队伍建设方面有什么安排？", "那武进区呢？", "去年呢？", "这个怎么落实？"]
+    resolved = resolve("what about Haimen?", chain)
+    assert resolved.startswith("海门区教师队伍建设") and "呢？ " not in resolved and " 呢" not in resolved
+    # a document named by its kind still goes with the old place (the “十四五”规划 of 滨湖区 is not 海门区's)
+    assert resolve("那海门区呢？", ["滨湖区“十四五”规划对集团化办学有什么新打算？"]) == "海门区集团化办学有什么新打算？"
+    assert resolve("那武进区呢？", ["惠山区那份意见里体育怎么抓？"]) == "武进区体育怎么抓？"
+
+
 def test_english_follow_ups_switch_the_place_or_year_in_the_earlier_question():
     first = "What school construction projects will Wujin District complete in 2020?"
     assert resolve("What about Huishan?", [first]) == "What school construction projects will Huishan complete?"
