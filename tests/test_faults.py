@@ -327,3 +327,9 @@ def test_documents_over_the_limits_get_413_before_embedding(kb, embedder):
     with pytest.raises(TooLarge, match="QA_MAX_REQUEST_CHUNKS"):
         manage.add(s.model_copy(update={"max_request_chunks": 1}), embedder,
                    [("甲.txt", COUNTY.encode()), ("乙.txt", COUNTY.replace("某县", "某乡").encode())], progress=False)
+    # one line of 480,000 characters without a break: chunking it looked for a sentence end from the line's start
+    # at every position (a user test's 1.9-million-character line held the writer for over 19 minutes; this one
+    # took minutes), now a few characters back: the limit answers before anything is embedded
+    line = ("江阴市2025年教育" + "这是一段非常长的没有换行的文字，" * 30000).encode()
+    with pytest.raises(TooLarge, match="1429 passages.*QA_MAX_DOCUMENT_CHUNKS"):
+        manage.add(s.model_copy(update={"max_document_chunks": 1000}), embedder, [("一行.txt", line)], progress=False)
