@@ -270,6 +270,19 @@ def chunk_document(doc: Document) -> list[Chunk]:
     return chunks
 
 
+def _joint(first: str, then: str) -> str:
+    """The section of a heading-only unit joined to the next: the latter's when it is under the heading (一、总体 +
+    its 1、…); for siblings (a list whose items 1、… 2、… are one short line each) the path they share, not the
+    last item's."""
+    if then == first or then.startswith(first + SEP) or not first:
+        return then
+    a, b = first.split(SEP), then.split(SEP)
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return SEP.join(a[:n])
+
+
 def _merge_small(units: list[_Unit]) -> list[_Unit]:
     """Fold heading-only lines and tiny paragraphs into a neighbour of the same top-level section."""
     out: list[_Unit] = []
@@ -279,7 +292,8 @@ def _merge_small(units: list[_Unit]) -> list[_Unit]:
             if carry.top == u.top and len(carry.text) + len(u.text) + 1 <= HARD_CAP or (
                 carry.top == u.top and carry.heading_only
             ):
-                u = _Unit(Mapped.join([carry.text, u.text]), u.section, u.top, carry.paragraph, u.heading_only)
+                section = _joint(carry.section, u.section) if carry.heading_only else u.section
+                u = _Unit(Mapped.join([carry.text, u.text]), section, u.top, carry.paragraph, u.heading_only)
             else:
                 out.append(carry)
             carry = None

@@ -90,6 +90,7 @@ DOC_NUMBER = re.compile(r"[〔\[［(（]\s*(?:19|20)\d{2}\s*[〕\]］)）]\s*\d+
 TRANSMITTAL = re.compile(r"关于印发《(.+?)》的通知")
 SHARED_TITLE = re.compile(r"《(.+?)(?:\.docx?|\.pdf|\.wps)?》由会员分享")
 PAGE_PREFIX = re.compile(r"^(\d{1,3})、")
+SENTENCE_END = re.compile(r"[。！？；;!?：:”’」』）)]\s*$")
 BYLINE = re.compile(r"^\s*\S{2,24}(?:局|委员会|委|政府|办公室|中心)\s*$")
 ARTICLE_TITLE = re.compile(r"^\s*(\S{4,40}?)(\d{1,2})\s*$")
 HEADING_START = re.compile(
@@ -245,13 +246,16 @@ def parse_document(text: str, doc_id: str, removed: tuple | list = ()) -> Docume
             lines = lines[idx:]
 
     # 4. a docx export with a page number at the start of every line: join the pages back
+    # A numbered list (1、… 2、… one item a line) looks the same but for where its lines break: after a sentence,
+    # where a page's number follows text cut anywhere (002: 40 of its 45 pages begin mid-sentence)
     nonempty = [l for l in lines if l.text.strip()]
-    numbered = 0
-    for l in nonempty:
+    numbered = cut = 0
+    for i, l in enumerate(nonempty):
         m = PAGE_PREFIX.match(l.text)
         if m and int(m.group(1)) == numbered + 1:
             numbered += 1
-    paginated = numbered >= 5 and numbered >= 0.8 * len(nonempty)
+            cut += i > 0 and not SENTENCE_END.search(nonempty[i - 1].text)
+    paginated = numbered >= 5 and numbered >= 0.8 * len(nonempty) and cut >= 0.3 * numbered
     if paginated:
         expected, pieces = 1, []
         for l in nonempty:

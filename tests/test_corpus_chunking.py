@@ -258,3 +258,21 @@ def test_the_header_is_cited_and_read_as_metadata(docs, chunks):
 def test_a_document_without_a_header_gives_the_dates_its_own_lines_state(text, meta, years):
     d = parse_document(text, "x")
     assert d.metadata == meta and d.years == years
+
+
+def test_a_numbered_list_one_item_a_line_is_not_a_paginated_export(docs):
+    """Found by a user test: a notice of 5 or more items 1、… 2、…, one a line, was taken for a docx export with a
+    page number at the start of every line: the numbers were removed as page numbers, the lines joined into one,
+    and the title (so the region and year) and the date line were lost. 002 is such an export (40 of its 45
+    pages begin mid-sentence) and stays one."""
+    items = ["全面落实“双减”政策，作业总量公示率达到100%。", "每所学校配备专职心理健康教师不少于1名。", "中小学体育课时每周不少于3节。",
+             "开展“阅读进校园”活动，生均藏书不少于40册。", "推进劳动教育，每周劳动课不少于1课时。", "教师年度培训不少于72学时。"]
+    text = "梁溪区2025年教育重点工作清单\n\n发布时间：2025-02-10\n\n" + "\n\n".join(f"{i}、{t}" for i, t in enumerate(items, 1))
+    doc = parse_document(text, "liangxi_list")
+    assert doc.title == "梁溪区2025年教育重点工作清单" and doc.region == "梁溪区" and doc.years == (2025,)
+    assert doc.metadata.get("published") == "2025-02-10" and not [r for r in doc.removed if r.kind == "page_number"]
+    chunks = chunk_document(doc)
+    assert all(f"{i}、" in "".join(c.text for c in chunks) for i in range(1, 7))
+    # the items' passage is cited under the section they share, not under the last item
+    assert not any(c.section.startswith("6、") for c in chunks)
+    assert [r for r in docs["002_d8b7d3eb7f9ecd3f"].removed if r.kind == "page_number"]
