@@ -82,6 +82,7 @@ MARKUP = re.compile(r"^\s{0,3}(?:#{1,6}\s+|[-*+]\s+|>\s*)|\*\*|__")
 CC_LINE = re.compile(r"^\s*抄\s*送\s*[:：]")
 # a page's own line about the document: 来源 / 发布时间 (metadata, kept and cited as the header)
 SOURCE_LINE = re.compile(r"^\s*(?:.*(?:时间|发布时间)\s*[:：].*来源\s*[:：]|来源\s*[:：].*(?:发布时间|时间)\s*[:：])")
+SOURCE_ONLY = re.compile(r"^(?:信息)?来源\s*[:：]\s*(\S{2,40})$")
 SOURCE_TAIL = re.compile(r"\s*(?:累计次数|浏览次数|点击数|访问量|字体)\s*[:：].*$")
 FULL_DOC_NUMBER = re.compile(r"[\u4e00-\u9fff]{1,10}[〔\[［(（]\s*(?:19|20)\d{2}\s*[〕\]］)）]\s*\d+\s*号")
 CN_DATE = re.compile(r"((?:19|20)\d{2})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日")
@@ -371,7 +372,14 @@ def _region(title: str, text: str) -> tuple[str | None, str | None]:
         region = name.removeprefix("市") + "区"
         break
     if region is None:
-        return None, None
+        # no 某某区 in the title: a county or county-level city the gazetteer knows (江阴市, 如东县), in its city
+        from .query import gazetteer
+
+        g = gazetteer()
+        county = next((p for p in g.find(title) if p.level == "county"), None)
+        if county is None:
+            return None, None
+        return county.name, g.names.get(county.code[:4] + "00")
     city = re.search(r"([\u4e00-\u9fff]{2})市" + region, title) or re.search(
         r"([\u4e00-\u9fff]{2})市" + region, text
     )
@@ -440,6 +448,15 @@ def _body_dates(meta: dict, parts: list["Part"]) -> dict:
         found.setdefault(key, f"{int(y):04d}-{int(mo):02d}-{int(d):02d}")
         if where == "end" and len(paras) > 4 and len(paras[-2]) <= 24 and BYLINE.match(paras[-2]):
             found["issuer"] = paras[-2].strip()  # the signature above the date: 锡山区教育局
+    # a 来源 line and a document number on a line of their own under the title (来源：江阴市教育局, 澄教发〔2025〕12号)
+    for line in (l.strip() for t in paras[:3] for l in t.splitlines()):
+        src = SOURCE_ONLY.match(line)
+        if src:
+            found.setdefault("publisher", src.group(1))
+            if BYLINE.match(src.group(1)):
+                found.setdefault("issuer", src.group(1))
+        elif FULL_DOC_NUMBER.fullmatch(line):
+            found.setdefault("doc_number", re.sub(r"\s+", "", line))
     return {**found, **meta}
 
 

@@ -276,3 +276,30 @@ def test_a_numbered_list_one_item_a_line_is_not_a_paginated_export(docs):
     # the items' passage is cited under the section they share, not under the last item
     assert not any(c.section.startswith("6、") for c in chunks)
     assert [r for r in docs["002_d8b7d3eb7f9ecd3f"].removed if r.kind == "page_number"]
+
+
+@pytest.mark.parametrize("title, region, city", [
+    ("江阴市教育局关于做好2025年义务教育招生入学工作的通知", "江阴市", "无锡市"),  # a county-level city
+    ("如东县2025年教育工作要点", "如东县", "南通市"),
+    ("2020年常州市武进区教育工作意见", "武进区", "常州市"),
+    ("南京市2025年教育工作要点", None, None),  # a prefecture-level city is no document's district
+    ("2020年某区教育工作要点", None, None),
+])
+def test_a_documents_place_is_its_county_level_division(title, region, city):
+    """Found by a user test: only a 某某区 in the title was read as the document's place, so a notice of 江阴市 had
+    none (region filters found nothing, the “not in these documents” reply listed it without a place)."""
+    doc = parse_document(f"{title}\n\n一、总体要求\n\n全面落实立德树人根本任务，推进教育优质均衡发展。", "notice")
+    assert (doc.region, doc.city) == (region, city)
+
+
+def test_a_source_line_and_a_document_number_under_the_title_are_read():
+    """Found by a user test: 来源：江阴市教育局 and 澄教发〔2025〕12号, each on a line of its own under the title (no
+    page header, no transmittal notice), gave no publisher and no doc_number."""
+    text = ("江阴市教育局关于做好2025年义务教育招生入学工作的通知\n\n发布时间：2025-04-18\n来源：江阴市教育局\n澄教发〔2025〕12号\n\n"
+            "各镇（街道）教育办、各中小学：\n\n为进一步规范义务教育招生入学工作，现就有关事项通知如下。\n\n一、招生对象\n\n"
+            "具有本市户籍的适龄儿童少年。")
+    meta = parse_document(text, "jiangyin").metadata
+    assert meta["doc_number"] == "澄教发〔2025〕12号" and meta["publisher"] == "江阴市教育局"
+    assert meta["issuer"] == "江阴市教育局" and meta["published"] == "2025-04-18"
+    site = parse_document("惠山区2026年教育信息化工作要点\n\n来源：以智范文网\n\n一、基础设施\n\n推进千兆校园网络建设。", "site")
+    assert site.metadata.get("publisher") == "以智范文网" and "issuer" not in site.metadata  # a website is no issuer
