@@ -156,6 +156,13 @@ def test_bad_arguments_and_files_are_one_line_on_the_command_line(tmp_path):
         r = _qa(*args, timeout=120)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and words in r.stderr, (args, r.stderr)
         assert r.stderr.startswith("qa") and "usage:" not in r.stderr
+    # an empty file to qa add and an unknown doc_id to qa remove were said after the model's three lines of loading
+    data = tmp_path / "data"
+    shutil.copytree(TEST_DATA / "index", data / "index")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    for args, words in ((["add", str(tmp_path / "empty.txt")], "the file is empty"), (["remove", "nosuch"], "unknown doc_id")):
+        r = _qa(*args, env={"QA_DATA_DIR": str(data), "QA_MODEL_CACHE": str(MODELS)}, timeout=120)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and words in r.stderr, (args, r.stderr)
     bom = tmp_path / "bom.jsonl"
     bom.write_text(json.dumps({"question": "零作业日", "evidence": "零作业日"}, ensure_ascii=False) + "\n", encoding="utf-8-sig")
     r = _qa("eval", str(bom), "--json", timeout=300)
