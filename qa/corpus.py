@@ -292,7 +292,8 @@ def parse_document(text: str, doc_id: str, removed: tuple | list = ()) -> Docume
     parts = [_make_part(g, shared_title, removed) for g in groups]
     parts = [p for p in parts if p.paragraphs]
     if not parts:
-        raise CorpusError(f"{doc_id}: no text left after removing page furniture")
+        raise CorpusError(f"{doc_id}: no text to cite besides a title (or only page headers, page numbers and site "
+                          "menus, which are never cited)")
     title = collection_title or parts[0].title or doc_id
     region, city = _region(title, text)
     head = Mapped.join(sorted(header, key=lambda m: m.start), sep="\n") if header else None

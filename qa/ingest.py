@@ -24,7 +24,7 @@ from .corpus import CorpusError, Document, parse_document
 from .errors import QAError
 
 TEXT_EXTENSIONS = (".txt", ".md", ".docx")
-DOC_ID = re.compile(r"^[\w\u3000-\u303f\uff00-\uffef（）《》·\-.]{1,80}$")
+DOC_ID = re.compile(r"^[\w\u3000-\u303f\uff00-\uffef（）《》·()\-.]{1,80}$")
 MAX_DOCX_UNPACKED = 50 * 1024 * 1024  # a .docx is a zip: refuse bombs before unpacking
 # scripts a document id may mix with Han characters; any two *other* scripts together (Latin with
 # Cyrillic or Greek look-alikes: "000_eаec", Cyrillic а) are refused
@@ -60,7 +60,7 @@ def _script(ch: str) -> str | None:
 
 def doc_id_for(filename: str) -> tuple[str, str]:
     """(doc_id, extension) for a file name. The id is the name without its extension,
-    NFKC-folded (full-width ０００ is 000, so a look-alike of a seed *is* that seed);
+    NFKC-folded (full-width ０００ is 000, so a look-alike of a seed *is* that seed), its spaces '_';
     names that could point anywhere but at a plain file, and ids mixing look-alike
     scripts (Latin with Cyrillic or Greek), are refused."""
     if not isinstance(filename, str) or not filename.strip():
@@ -72,14 +72,16 @@ def doc_id_for(filename: str) -> tuple[str, str]:
     if any(c in name for c in "/\\\0"):  # ／ folds to /
         raise QAError(f"file name {raw[:80]!r} contains a path separator; send a plain file name")
     stem, dot, ext = name.rpartition(".")
+    # spaces are '_' (my notice 2025.txt -> my_notice_2025); full-width brackets fold to ( ), which an id may hold
+    stem = re.sub(r"\s+", "_", stem.strip())
     ext = (dot + ext).lower()
     allowed = extensions()
     if not dot or ext not in allowed:
         raise QAError(f"file {raw[:80]!r}: only {', '.join(allowed)} documents can be added")
     if stem.startswith(".") or not DOC_ID.match(stem):
         raise QAError(
-            f"file name {raw[:80]!r} cannot be a document id: use 1-80 letters, digits, Chinese characters, '-', '_' or '.', "
-            "not starting with '.'"
+            f"file name {raw[:80]!r} cannot be a document id: use 1-80 letters, digits, Chinese characters, spaces, "
+            "brackets, '-', '_' or '.', not starting with '.'"
         )
     scripts = {s for s in map(_script, stem) if s}
     if len(scripts) > 1:

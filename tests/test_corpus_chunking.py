@@ -303,3 +303,8 @@ def test_a_source_line_and_a_document_number_under_the_title_are_read():
     assert meta["issuer"] == "江阴市教育局" and meta["published"] == "2025-04-18"
     site = parse_document("惠山区2026年教育信息化工作要点\n\n来源：以智范文网\n\n一、基础设施\n\n推进千兆校园网络建设。", "site")
     assert site.metadata.get("publisher") == "以智范文网" and "issuer" not in site.metadata  # a website is no issuer
+
+
+def test_a_title_alone_is_refused_in_words_a_user_reads():
+    with pytest.raises(CorpusError, match="no text to cite besides a title"):  # was: "… removing page furniture"
+        parse_document("江阴市通知\n", "oneline")

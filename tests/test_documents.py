@@ -60,6 +60,9 @@ def test_unsafe_or_unsupported_upload_names_are_refused(name):
 
 def test_upload_names_give_the_doc_id():
     assert doc_id_for("海门区2024计划.docx") == ("海门区2024计划", ".docx")
+    # names a bureau's files have (a user test found them refused): brackets kept, spaces made '_'
+    assert doc_id_for("梁溪区通知（2024）.txt") == ("梁溪区通知(2024)", ".txt")
+    assert doc_id_for("my notice 2025.txt") == ("my_notice_2025", ".txt")
     assert doc_id_for("plan_v2.1.MD") == ("plan_v2.1", ".md")
 
 
