@@ -126,18 +126,23 @@ def bare(text: str, query) -> str:
 
 
 _UNNAMED = re.compile(r"(某|该|本|全)(区|市|县)")
-# the kind of document a question names: 工作意见 … always; 规划, 意见, 计划, 要点 only as a document (那份规划, 意见里,
-# 2020年要点, “十四五”规划, 滨湖区规划), not as the topic they also are (惠山区对学前教育有什么规划？)
+# the kind of document a question names, taken out of what a single question searches (Retriever.content_query:
+# fitted so) and of the topic a follow-up carries to another place; the latter (_DOCUMENT_NAMED) only where it names
+# a document (那份规划, 意见里, 2020年要点, “十四五”规划, 滨湖区规划), not as the topic it also is (惠山区对学前教育有什么规划？)
+_DOCUMENT = re.compile(r"(那份|这份|该)?(教育)?(工作意见|工作计划|工作要点|专项规划|发展规划|规划|意见|计划|要点)(里|中|上)?")
 _KINDS = r"(?:工作意见|工作计划|工作要点|专项规划|发展规划)"
-_DOCUMENT = re.compile(r"(?:那份|这份|该)?(?:教育)?" + _KINDS + r"(?:里|中|上)?"
-                       r"|(?:那份|这份|该)(?:教育)?(?:规划|意见|计划|要点)(?:里|中|上)?|(?:教育)?(?:规划|意见|计划|要点)(?:里|中|上)"
-                       r"|(?:(?<=[”\"」』年度五])|^)(?:教育)?(?:规划|意见|计划|要点)")  # after a place, year or “十四五”
+_DOCUMENT_NAMED = re.compile(
+    r"(?:那份|这份|该)?(?:教育)?" + _KINDS + r"(?:里|中|上)?"
+    r"|(?:那份|这份|该)(?:教育)?(?:规划|意见|计划|要点)(?:里|中|上)?|(?:教育)?(?:规划|意见|计划|要点)(?:里|中|上)"
+    r"|(?:(?<=[”\"」』年度五])|^)(?:教育)?(?:规划|意见|计划|要点)")  # after a place, year or “十四五”
 _EN_PLAN_SAID = re.compile(r"(?:\b(?:the|this|its)\s+)?(?:" + EN_PLAN.pattern + r")(?:\s+plans?)?(?:\s+period)?", re.I)
 
 
-def strip_scope(text: str, query, places: bool, years: bool) -> str:
+def strip_scope(text: str, query, places: bool, years: bool, topic: bool = False) -> str:
     """The question without what ties it to one document: its places (某区 too), its years
-    and the kind of document it names (a switch to another place or year means another document)."""
+    and the kind of document it names (a switch to another place or year means another document).
+    `topic`: the topic a follow-up carries to another place or period (document kinds only where they name one,
+    without 请问 or the bare 呢？ a year-only turn leaves)."""
     if places:
         for p in sorted(query.places, key=lambda p: -len(p.said)):
             text = text.replace(p.name, "").replace(p.said, "")
@@ -145,14 +150,15 @@ def strip_scope(text: str, query, places: bool, years: bool) -> str:
     if years and query.language != "zh":  # the 14th Five-Year Plan (period)
         text = _EN_PLAN_SAID.sub("", text)
     if places or years:
-        text = _DOCUMENT.sub("", text)
+        text = (_DOCUMENT_NAMED if topic else _DOCUMENT).sub("", text)
     if years:
         text = re.sub(r"(?:19|20)\d{2}\s*(?:[—–\-~至到]\s*(?:19|20)?\d{2})?\s*(?:学年度|学年|年度|年)?", "", text)
         for plan in ("十三五", "十四五", "十五五", "今年", "去年", "明年"):
             text = text.replace(plan, "")
     text = re.sub(r"[“\"「『]\s*[”\"」』]", "", text)  # quotes left empty
-    text = re.sub(r"(?:^|(?<=[\s，,？?。]))(?:那么|那)?\s*(?:呢|呐)\s*[？?。.!！]*(?=\s|$)", "", text)  # 去年呢？ less its year
-    text = re.sub(r"请问一下|请问|想问一下", "", text)
+    if topic:
+        text = re.sub(r"(?:^|(?<=[\s，,？?。]))(?:那么|那)?\s*(?:呢|呐)\s*[？?。.!！]*(?=\s|$)", "", text)  # 去年呢？ less its year
+        text = re.sub(r"请问一下|请问|想问一下", "", text)
     return re.sub(r"^[\s，,、的在对里对于关于]+", "", text).strip()
 
 
@@ -220,7 +226,7 @@ def _english_after_chinese(question: str, prev: str, q, p) -> str:
     if not (q.places or q.years):
         return f"{prev} {question}".strip()
     # a new place drops the old place and year; a bare year moves the earlier place's question in time
-    topic = strip_scope(p.text, p, places=bool(q.places), years=True)
+    topic = strip_scope(p.text, p, places=bool(q.places), years=True, topic=True)
     where = "".join(dict.fromkeys(x.name for x in q.places))
     when = "".join(dict.fromkeys(f"{y}年" for y in q.years))
     extra = _english_rest(question, q)
@@ -282,10 +288,11 @@ def resolve(question: str, history: list[str], scope=None, known=None) -> str:
         # year (那2021年呢？) moves the earlier place's question in time; a period that names a document
         # (2018—2019学年度, 十四五, 2024年的计划) may switch to another place's document
         moves_in_time = not q.places and not q.periods and not q.kinds
-        topic = strip_scope(p.text, p, places=bool(q.places) or (bool(q.years) and not moves_in_time), years=True)
+        topic = strip_scope(p.text, p, places=bool(q.places) or (bool(q.years) and not moves_in_time), years=True,
+                            topic=True)
         scope_words = "".join(dict.fromkeys([x.said for x in q.places]))
         when = "".join(dict.fromkeys(list(q.periods) or [f"{y}年" for y in q.years]))
-        rest = strip_scope(own, q, places=True, years=True)
+        rest = strip_scope(own, q, places=True, years=True, topic=True)
         rest = "" if len(bare(rest, q)) == 0 else rest
         return f"{scope_words}{when}{topic}{(' ' + rest) if rest else ''}".strip()
     # same place and period: the earlier question's scope and topic, then the follow-up
