@@ -34,10 +34,14 @@ from .query import EN_PLAN, parse
 
 _LEAD = re.compile(r"^\s*(那么|那|还有|另外|再问|再说|然后|and|what about|how about)", re.I)
 _TAIL = re.compile(r"(呢|呐)\s*[？?。.!！]*\s*$")
+# the words that name a document's kind (the specific ones first: a regex alternation takes the first that matches)
+_KIND_WORDS = "工作意见|工作计划|工作要点|专项规划|发展规划|规划|意见|计划|要点"
+_KIND_SPECIFIC = "工作意见|工作计划|工作要点|专项规划|发展规划"
+_KIND_GENERIC = "规划|意见|计划|要点"
 # a short first clause that ends in 呢 (武进呢？有没有点名要支持的学校？ / 上一年呢，考得怎么样？): a follow-up too
 _HEAD = re.compile(r"^([^，,？?。!！]{1,12}?)(?:呢|呐)\s*[，,？?。!！]\s*(?=\S)")
 # what ties a question to a document without saying a topic: 那份学年意见里, 当年, 现在
-_SCOPE_WORDS = re.compile(r"(?:那份|这份|该)?(?:教育)?(?:工作意见|工作计划|工作要点|专项规划|发展规划|规划|意见|计划|要点)(?:里|中|上)?"
+_SCOPE_WORDS = re.compile(r"(?:那份|这份|该)?(?:教育)?(?:" + _KIND_WORDS + r")(?:里|中|上)?"
                           r"|当年|那年|那时候|那时|这学年|本学年|上学年|下学年|学年度|学年|现在|目前|如今")
 # a year said relative to the earlier question's (去年呢？ after 海门区2024年…): made the year it names
 _RELATIVE_ZH = re.compile(r"大前年|前年|去年|上一年|明年|下一年|后年")
@@ -129,12 +133,11 @@ _UNNAMED = re.compile(r"(某|该|本|全)(区|市|县)")
 # the kind of document a question names, taken out of what a single question searches (Retriever.content_query:
 # fitted so) and of the topic a follow-up carries to another place; the latter (_DOCUMENT_NAMED) only where it names
 # a document (那份规划, 意见里, 2020年要点, “十四五”规划, 滨湖区规划), not as the topic it also is (惠山区对学前教育有什么规划？)
-_DOCUMENT = re.compile(r"(那份|这份|该)?(教育)?(工作意见|工作计划|工作要点|专项规划|发展规划|规划|意见|计划|要点)(里|中|上)?")
-_KINDS = r"(?:工作意见|工作计划|工作要点|专项规划|发展规划)"
+_DOCUMENT = re.compile(r"(那份|这份|该)?(教育)?(" + _KIND_WORDS + r")(里|中|上)?")
 _DOCUMENT_NAMED = re.compile(
-    r"(?:那份|这份|该)?(?:教育)?" + _KINDS + r"(?:里|中|上)?"
-    r"|(?:那份|这份|该)(?:教育)?(?:规划|意见|计划|要点)(?:里|中|上)?|(?:教育)?(?:规划|意见|计划|要点)(?:里|中|上)"
-    r"|(?:(?<=[”\"」』年度五])|^)(?:教育)?(?:规划|意见|计划|要点)")  # after a place, year or “十四五”
+    r"(?:那份|这份|该)?(?:教育)?(?:" + _KIND_SPECIFIC + r")(?:里|中|上)?"
+    r"|(?:那份|这份|该)(?:教育)?(?:" + _KIND_GENERIC + r")(?:里|中|上)?|(?:教育)?(?:" + _KIND_GENERIC + r")(?:里|中|上)"
+    r"|(?:(?<=[”\"」』年度五])|^)(?:教育)?(?:" + _KIND_GENERIC + r")")  # after a place, year or “十四五”
 _EN_PLAN_SAID = re.compile(r"(?:\b(?:the|this|its)\s+)?(?:" + EN_PLAN.pattern + r")(?:\s+plans?)?(?:\s+period)?", re.I)
 
 
@@ -303,7 +306,7 @@ def resolve(question: str, history: list[str], scope=None, known=None) -> str:
 _SWITCH = re.compile(r"^\s*(?:那么|那|还有|另外|再问|再说|然后)?\s*(.+?)\s*(?:这方面|方面|这一块|这块|这部分|部分|的话|问题|的情况|情况)?"
                      r"\s*(?:呢|呐|怎么样|如何|怎么说|又如何|又怎样)\s*[？?。.!！]*\s*$")
 _NOT_A_TOPIC = re.compile(r"怎么|怎样|如何|什么|哪|多少|几|吗|是否|有没有|具体|学年|学期|年度|年|届|月")
-_KIND_SAID = re.compile(r"工作意见|工作计划|工作要点|专项规划|发展规划|规划|意见|计划|要点")
+_KIND_SAID = re.compile(_KIND_WORDS)
 
 
 def topic_switch(question: str, history: list[str], scope=None, known=None) -> tuple[str, str] | None:
